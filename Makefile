@@ -1,0 +1,36 @@
+# `make run` sets everything up and runs the example pipeline; `make test` runs the checks.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+EXAMPLE ?= connectors/sources/dummy/config/dummy.example.yml
+
+.PHONY: setup run test lint format bench dagster clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+run: setup
+	$(BIN)/bizon run $(EXAMPLE)
+
+lint: setup
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+# pytest exits 5 when it collects no test: not a failure of the suite.
+test: lint
+	$(BIN)/python -m pytest -q || [ $$? -eq 5 ]
+
+bench: setup
+	$(BIN)/python benchmarks/throughput.py
+
+clean:
+	rm -rf $(VENV) .bizon .pytest_cache .ruff_cache

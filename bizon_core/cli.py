@@ -1,0 +1,301 @@
+"""The `bizon` command line: list connectors, check and run pipelines.
+
+Exit codes: 0 success, 1 a run or check failed, 2 a bad config or bad usage,
+130 interrupted. Errors are one line; `--debug` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+from bizon_core.config import Pipeline, load_pipeline
+from bizon_core.destination.destination import WriteContext
+from bizon_core.discovery import ConnectorKind, discover, get_connector, load_connector_class
+from bizon_core.errors import BizonError, ConfigError
+from bizon_core.secrets import RedactingFilter, redact
+from bizon_core.sync.runner import RunProgress, RunResult, run_stream
+from bizon_core.sync.sqlite_store import SqliteStateStore
+
+logger = logging.getLogger("bizon_core.cli")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `bizon` command; returns the exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    restore_logging = _configure_logging(args.debug)
+    try:
+        return args.handler(args)
+    except BizonError as exc:
+        _report(exc, args.debug)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug, not a user error: still one line unless --debug
+        _report(exc, args.debug, prefix=f"unexpected {type(exc).__name__}: ")
+        return EXIT_FAILED
+    finally:
+        restore_logging()
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
+    )
+    parser = argparse.ArgumentParser(
+        prog="bizon", description="Load API data page by page.", parents=[common]
+    )
+    parser.set_defaults(debug=False)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    source = commands.add_parser("source", help="source connectors", parents=[common])
+    source_commands = source.add_subparsers(dest="action", required=True, metavar="ACTION")
+    source_commands.add_parser(
+        "list", help="list the sources found", parents=[common]
+    ).set_defaults(handler=_source_list)
+
+    destination = commands.add_parser(
+        "destination", help="destination connectors", parents=[common]
+    )
+    destination_commands = destination.add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    destination_commands.add_parser(
+        "list", help="list the destinations found", parents=[common]
+    ).set_defaults(handler=_destination_list)
+
+    stream = commands.add_parser("stream", help="streams of a source", parents=[common])
+    stream_commands = stream.add_subparsers(dest="action", required=True, metavar="ACTION")
+    stream_list = stream_commands.add_parser(
+        "list", help="list a source's streams", parents=[common]
+    )
+    stream_list.add_argument("source", help="source name, as `bizon source list` shows it")
+    stream_list.set_defaults(handler=_stream_list)
+
+    run = commands.add_parser("run", help="run a pipeline", parents=[common])
+    run.add_argument("config", type=Path, help="pipeline YAML file")
+    run.add_argument(
+        "--stream", action="append", dest="streams", metavar="NAME", help="run only this stream"
+    )
+    run.add_argument(
+        "--state", type=Path, default=None, help="state file (default .bizon/state.db)"
+    )
+    run.add_argument(
+        "--no-resume",
+        action="store_false",
+        dest="resume",
+        help="start over instead of resuming a failed run from its checkpoint",
+    )
+    run.set_defaults(handler=_run)
+
+    check = commands.add_parser(
+        "check", help="validate a pipeline and test connections", parents=[common]
+    )
+    check.add_argument("config", type=Path, help="pipeline YAML file")
+    check.set_defaults(handler=_check)
+    return parser
+
+
+def _source_list(args: argparse.Namespace) -> int:
+    sources = discover(ConnectorKind.SOURCE)
+    rows = [
+        (
+            info.name,
+            str(len(info.streams)) if info.streams is not None else "?",
+            "yes" if info.supports_incremental else "no",
+            str(info.path.parent.parent),
+        )
+        for info in sources.values()
+    ]
+    _print_table(("SOURCE", "STREAMS", "INCREMENTAL", "PATH"), rows)
+    return EXIT_OK
+
+
+def _destination_list(args: argparse.Namespace) -> int:
+    rows = [
+        (i.name, str(i.path.parent.parent)) for i in discover(ConnectorKind.DESTINATION).values()
+    ]
+    _print_table(("DESTINATION", "PATH"), rows)
+    return EXIT_OK
+
+
+def _stream_list(args: argparse.Namespace) -> int:
+    info = get_connector(ConnectorKind.SOURCE, args.source)
+    streams = info.streams
+    if streams is None:
+        # streams() is computed at run time: only now, for this one source, do we import.
+        streams = tuple(load_connector_class(info).streams())
+    mode = "incremental" if info.supports_incremental else "full refresh only"
+    _print_table(("STREAM", "SYNC"), [(stream, mode) for stream in streams])
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    pipeline = load_pipeline(args.config)
+    streams = _selected_streams(pipeline, args.streams)
+    store = SqliteStateStore(args.state)
+    failures = 0
+    for stream in streams:
+        progress = _ProgressLine(sys.stderr)
+        try:
+            result = run_stream(
+                pipeline, stream, store, resume=args.resume, on_progress=progress.update
+            )
+        except BizonError as exc:
+            progress.close()
+            if len(streams) == 1:
+                raise
+            failures += 1
+            _report(exc, args.debug)
+            continue
+        progress.close()
+        print(_summary(result), flush=True)
+    return EXIT_FAILED if failures else EXIT_OK
+
+
+def _check(args: argparse.Namespace) -> int:
+    pipeline = load_pipeline(args.config)
+    route = f"{pipeline.source_info.name} -> {pipeline.destination_info.name}"
+    print(f"{args.config}: config OK ({route})")
+    failed = False
+    for stream, config in pipeline.source_configs.items():
+        source = pipeline.source_class(config)
+        try:
+            ok, reason = source.check_connection()
+        except Exception as exc:
+            ok, reason = False, f"{type(exc).__name__}: {exc}"
+        finally:
+            source.close()
+        failed |= not ok
+        status = "connection OK" if ok else f"connection FAILED: {redact(str(reason))}"
+        print(f"source '{pipeline.source_info.name}' stream '{stream}': {status}")
+    failed |= not _check_destination(pipeline)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _check_destination(pipeline: Pipeline) -> bool:
+    stream = pipeline.streams[0]
+    context = WriteContext(
+        pipeline=pipeline.name,
+        source=pipeline.source_info.name,
+        stream=stream,
+        sync_mode=pipeline.source_configs[stream].sync_mode,
+        run_id="check",
+        started_at=datetime.now(UTC),
+    )
+    destination = pipeline.destination_class(pipeline.destination_config, context)
+    ok, reason = destination.check_connection()
+    status = "connection OK" if ok else f"connection FAILED: {redact(str(reason))}"
+    print(f"destination '{pipeline.destination_info.name}': {status}")
+    return ok
+
+
+def _selected_streams(pipeline: Pipeline, requested: list[str] | None) -> list[str]:
+    if not requested:
+        return pipeline.streams
+    unknown = [s for s in requested if s not in pipeline.streams]
+    if unknown:
+        raise ConfigError(
+            f"--stream {unknown[0]}: not a stream of this pipeline; "
+            f"its streams: {', '.join(pipeline.streams)}"
+        )
+    return requested
+
+
+def _summary(result: RunResult) -> str:
+    where = ", ".join(f"{k}={v}" for k, v in result.destination.items())
+    mode = result.sync_mode.value.replace("_", " ")
+    if result.fetched_after is not None:
+        mode += f" after {result.fetched_after.isoformat(timespec='seconds')}"
+    resumed = f", resumed at record {result.resumed_from.records}" if result.resumed_from else ""
+    return (
+        f"{result.key.stream}: {result.records:,} records in {result.pages:,} pages, "
+        f"{result.duration_seconds:.1f}s ({result.records_per_second:,.0f} records/s), "
+        f"{mode}{resumed}{' -> ' + where if where else ''}"
+    )
+
+
+class _ProgressLine:
+    """A live line on a terminal; a log line every few seconds elsewhere."""
+
+    def __init__(self, stream: TextIO, interval: float | None = None):
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.interval = interval if interval is not None else (0.1 if self.tty else 5.0)
+        self.last = 0.0
+        self.shown = False
+
+    def update(self, progress: RunProgress) -> None:
+        now = time.monotonic()
+        if now - self.last < self.interval:
+            return
+        self.last = now
+        eta = progress.eta_seconds
+        line = (
+            f"{progress.key.stream}: {progress.pages:,} pages, {progress.records:,} records, "
+            f"{progress.records_per_second:,.0f} records/s"
+            + (f", ETA {eta:,.0f}s" if eta is not None else "")
+        )
+        if self.tty:
+            self.stream.write(f"\r\x1b[K{line}")
+            self.stream.flush()
+            self.shown = True
+        else:
+            logger.info(line)
+
+    def close(self) -> None:
+        if self.shown:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+
+
+def _print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(str(c)) for c in column) for column in zip(headers, *rows, strict=False)]
+    for row in (headers, *rows):
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _configure_logging(debug: bool) -> Callable[[], None]:
+    """Log to stderr with secrets masked; returns a function that restores the previous setup."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    quiet = [logging.getLogger(name) for name in ("urllib3", "requests")]
+    saved_quiet = [q.level for q in quiet]
+    for q in quiet:
+        q.setLevel(logging.WARNING)
+
+    def restore() -> None:
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+        for q, level in zip(quiet, saved_quiet, strict=True):
+            q.setLevel(level)
+
+    return restore
+
+
+def _report(exc: BaseException, debug: bool, prefix: str = "") -> None:
+    if debug:
+        logger.error("%s%s", prefix, exc, exc_info=exc)
+    print(f"error: {redact(prefix + str(exc))}", file=sys.stderr)
+    if prefix and not debug:
+        print("run again with --debug for the traceback", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

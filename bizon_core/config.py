@@ -1,0 +1,195 @@
+"""Pipeline configs: the YAML model, loading with secret resolution, and friendly errors.
+
+A pipeline YAML names a source (and one or several of its streams) and a destination::
+
+    name: dummy_to_file
+    source:
+      name: dummy
+      stream: creatures          # or streams: [creatures, plants]
+      sync_mode: incremental
+      authentication:
+        type: api_key
+        params:
+          token: env://DUMMY_TOKEN
+    destination:
+      name: file
+      config:
+        path: out/{stream}.jsonl
+
+`load_pipeline()` resolves `env://` references, finds the connectors, and validates
+each part with the connector's own config class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from bizon_core.destination.config import DestinationConfig
+from bizon_core.destination.destination import AbstractDestination
+from bizon_core.discovery import ConnectorInfo, ConnectorKind, get_connector, load_connector_class
+from bizon_core.errors import ConfigError
+from bizon_core.secrets import format_path, mask, resolve_references
+from bizon_core.source.config import SourceConfig
+from bizon_core.source.source import AbstractSource
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class SourceSection(BaseModel):
+    """`source:` as the pipeline sees it: which source and streams; the rest is the source's."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    stream: str | None = None
+    streams: list[str] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_of_stream_or_streams(self) -> SourceSection:
+        if (self.stream is None) == (self.streams is None):
+            raise ValueError("give exactly one of 'stream' or 'streams'")
+        return self
+
+    @property
+    def stream_names(self) -> list[str]:
+        return list(self.streams) if self.streams is not None else [self.stream]  # type: ignore[list-item]
+
+
+class DestinationSection(BaseModel):
+    """`destination:` of a pipeline: the destination's name and its own config."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class PipelineConfig(BaseModel):
+    """The top level of a pipeline YAML."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    source: SourceSection
+    destination: DestinationSection
+
+
+@dataclass
+class Pipeline:
+    """A validated pipeline: its config, connector classes and per-stream source configs."""
+
+    config: PipelineConfig
+    path: Path | None
+    source_info: ConnectorInfo
+    source_class: type[AbstractSource]
+    source_configs: dict[str, SourceConfig]
+    destination_info: ConnectorInfo
+    destination_class: type[AbstractDestination]
+    destination_config: DestinationConfig
+    raw: dict[str, Any] = field(repr=False, default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def streams(self) -> list[str]:
+        return list(self.source_configs)
+
+    def masked(self) -> dict[str, Any]:
+        """The pipeline config as written, with every secret replaced by `***`."""
+        return mask(self.raw)
+
+
+def load_pipeline(path: str | Path) -> Pipeline:
+    """Read, resolve and validate the pipeline YAML at `path`; `ConfigError` names what is wrong."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read pipeline config: {exc.strerror or exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}: malformed YAML{where}: {problem}") from None
+    try:
+        return pipeline_from_dict(data, path)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def pipeline_from_dict(data: Any, path: Path | None = None) -> Pipeline:
+    """Validate an already parsed pipeline config (see `load_pipeline`)."""
+    if not isinstance(data, Mapping):
+        raise ConfigError("a pipeline config must be a mapping with name, source and destination")
+    resolved = resolve_references(data)
+    config = _validate(PipelineConfig, resolved, ())
+
+    source_info = get_connector(ConnectorKind.SOURCE, config.source.name)
+    source_class = load_connector_class(source_info)
+    available = list(source_class.streams())
+    source_raw = dict(resolved["source"])
+    source_raw.pop("streams", None)
+    source_configs = {}
+    for stream in config.source.stream_names:
+        if stream not in available:
+            raise ConfigError(
+                f"source.stream: unknown stream '{stream}' of source '{source_info.name}'; "
+                f"available: {', '.join(available)}"
+            )
+        config_class = source_class.get_config_class()
+        source_configs[stream] = _validate(
+            config_class, {**source_raw, "stream": stream}, ("source",)
+        )
+
+    destination_info = get_connector(ConnectorKind.DESTINATION, config.destination.name)
+    destination_class = load_connector_class(destination_info)
+    destination_config = _validate(
+        destination_class.get_config_class(), config.destination.config, ("destination", "config")
+    )
+    return Pipeline(
+        config=config,
+        path=path,
+        source_info=source_info,
+        source_class=source_class,
+        source_configs=source_configs,
+        destination_info=destination_info,
+        destination_class=destination_class,
+        destination_config=destination_config,
+        raw=dict(data),
+    )
+
+
+def _validate(model: type[M], data: Any, prefix: tuple[str | int, ...]) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, prefix)) from None
+
+
+def describe_validation_error(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> str:
+    """One line naming the first invalid field by its path; input values are never shown."""
+    errors = exc.errors(include_url=False, include_input=False)
+    first = errors[0]
+    location = format_path((*prefix, *(p for p in first["loc"] if not _is_union_tag(p))))
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown field (check its spelling)"
+    elif first["type"] == "missing":
+        message = "required field is missing"
+    more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    return f"{location}: {message}{more if len(errors) > 1 else ''}"
+
+
+def _is_union_tag(part: str | int) -> bool:
+    # pydantic names the union member it tried, e.g. "TokenAuthParams" or "function-after[...]".
+    return isinstance(part, str) and (part[:1].isupper() or "[" in part)

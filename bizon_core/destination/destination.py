@@ -1,0 +1,76 @@
+"""`AbstractDestination`: the contract every destination connector implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar
+
+from bizon_core.destination.config import DestinationConfig
+from bizon_core.source.config import SourceSyncModes
+from bizon_core.source.models import SourceRecord
+
+
+@dataclass(frozen=True)
+class WriteContext:
+    """What a destination knows about the run it writes for."""
+
+    pipeline: str
+    source: str
+    stream: str
+    #: `full_refresh` replaces the stream's previous data on commit; `incremental` adds to it.
+    sync_mode: SourceSyncModes
+    run_id: str
+    started_at: datetime
+
+
+class AbstractDestination(ABC):
+    """Base class of destinations: write batches, then commit them all at once.
+
+    The runner calls, in order::
+
+        begin(resume)            once; `resume` is a marker from a failed attempt, or None
+        write(records) -> marker for each page; a marker (a small JSON-able dict) means
+                                 everything written so far is durable and the run may be
+                                 resumed from there
+        commit()                 make everything visible (atomic swap, merge, rename)
+        finalize(success)        always last: release resources
+
+    A run that fails before `commit()` returns must leave what readers see unchanged.
+    """
+
+    #: Whether the runner may fetch the next page while this destination writes.
+    supports_background_fetch: ClassVar[bool] = True
+
+    def __init__(self, config: DestinationConfig, context: WriteContext):
+        self.config = config
+        self.context = context
+
+    @staticmethod
+    @abstractmethod
+    def get_config_class() -> type[DestinationConfig]:
+        """The `DestinationConfig` subclass that validates this destination's config."""
+
+    def check_connection(self) -> tuple[bool, str | None]:
+        """`(True, None)` when the destination can be written to, else `(False, reason)`."""
+        return True, None
+
+    def begin(self, resume: dict[str, Any] | None) -> None:  # noqa: B027 - optional hook
+        """Prepare a run; `resume` is the marker of the last durable write of a failed attempt."""
+
+    @abstractmethod
+    def write(self, records: Sequence[SourceRecord]) -> dict[str, Any] | None:
+        """Write one page of records; return a resume marker when they are durable."""
+
+    @abstractmethod
+    def commit(self) -> None:
+        """Make every record written in this run visible to readers, atomically if possible."""
+
+    def finalize(self, success: bool) -> None:  # noqa: B027 - optional hook
+        """Release resources. Called once, after `commit()` or after a failure."""
+
+    def describe(self) -> dict[str, Any]:
+        """Where the data went (path, table, ...), for logs and metadata; never a secret."""
+        return {}

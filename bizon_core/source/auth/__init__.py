@@ -1,0 +1,1 @@
+"""Authentication of sources: parameter models, `requests` authenticators and their builder."""

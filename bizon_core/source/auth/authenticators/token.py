@@ -1,0 +1,32 @@
+"""A static token in a header: `Authorization: Bearer <token>`, `X-API-Key: <key>`, ..."""
+
+from __future__ import annotations
+
+import requests
+from pydantic import BaseModel, ConfigDict
+from requests.auth import AuthBase
+
+from bizon_core.secrets import register_secret
+
+
+class TokenAuthParams(BaseModel):
+    """Params of the `api_key` and `bearer` types; an empty `auth_method` sends the bare token."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    token: str
+    auth_method: str = "Bearer"
+    auth_header: str = "Authorization"
+
+
+class TokenAuth(AuthBase):
+    """Sets `auth_header: "<auth_method> <token>"`, or just the token without a method."""
+
+    def __init__(self, params: TokenAuthParams):
+        register_secret(params.token)
+        self.header = params.auth_header
+        self.value = f"{params.auth_method} {params.token}" if params.auth_method else params.token
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        r.headers[self.header] = self.value
+        return r

@@ -1,0 +1,88 @@
+"""`AbstractSource`: the contract every source connector implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import requests
+from requests.auth import AuthBase
+
+from bizon_core.source.config import SourceConfig
+from bizon_core.source.models import SourceIncrementalState, SourceIteration
+from bizon_core.source.session import build_session
+
+
+class AbstractSource(ABC):
+    """Base class of sources: list streams, authenticate, check, and fetch pages.
+
+    `get(pagination)` returns one page of records and the pagination of the next page;
+    an empty `next_pagination` (`{}`) ends the stream. Incremental sources also implement
+    `get_records_after(source_state, pagination)`.
+
+    Example::
+
+        class MySource(AbstractSource):
+            @staticmethod
+            def streams() -> list[str]:
+                return ["users"]
+            ...
+            def get(self, pagination: dict | None = None) -> SourceIteration:
+                data = self.session.get(URL, params=pagination or {}).json()
+                records = [SourceRecord(id=r["id"], data=r) for r in data["items"]]
+                nxt = {"cursor": data["next"]} if data.get("next") else {}
+                return SourceIteration(records=records, next_pagination=nxt)
+    """
+
+    def __init__(self, config: SourceConfig):
+        self.config = config
+        self._session: requests.Session | None = None
+
+    @property
+    def session(self) -> requests.Session:
+        """An HTTP session with this source's authenticator, a timeout and retries."""
+        if self._session is None:
+            self._session = build_session(auth=self.get_authenticator(), settings=self.config.http)
+        return self._session
+
+    @staticmethod
+    @abstractmethod
+    def streams() -> list[str]:
+        """Names of the streams this source can sync."""
+
+    @staticmethod
+    @abstractmethod
+    def get_config_class() -> type[SourceConfig]:
+        """The `SourceConfig` subclass that validates this source's config."""
+
+    @abstractmethod
+    def get_authenticator(self) -> AuthBase | None:
+        """The `requests` authenticator for `self.session`, or None."""
+
+    @abstractmethod
+    def check_connection(self) -> tuple[bool, str | None]:
+        """`(True, None)` when the source can be reached, else `(False, reason)`."""
+
+    def get_total_records_count(self) -> int | None:
+        """How many records the stream holds, when the API tells cheaply; else None."""
+        return None
+
+    @abstractmethod
+    def get(self, pagination: dict | None = None) -> SourceIteration:
+        """Fetch one page; `pagination` is `None` or `{}` for the first page."""
+
+    def get_records_after(
+        self, source_state: SourceIncrementalState, pagination: dict | None = None
+    ) -> SourceIteration:
+        """Fetch one page of records changed after `source_state.last_run`."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement get_records_after")
+
+    @classmethod
+    def supports_incremental(cls) -> bool:
+        """Whether this source overrides `get_records_after`."""
+        return cls.get_records_after is not AbstractSource.get_records_after
+
+    def close(self) -> None:
+        """Release the HTTP session."""
+        if self._session is not None:
+            self._session.close()
+            self._session = None

@@ -1,0 +1,305 @@
+"""The sync loop: fetch pages from a source, write them to a destination, then move the cursor.
+
+The same loop runs from the CLI and from Dagster; they differ only in their `StateStore`.
+Order of a run, and what a crash at each step leaves behind:
+
+1. read the last success (incremental) and a resume point (a failed run's checkpoint);
+2. for each page: `destination.write` -> when it reports a durable write, `store.checkpoint`
+   (a crash here resumes from the previous checkpoint: the destination rolls back to it);
+3. `destination.commit()` (a crash before it leaves readers' data as it was);
+4. `store.commit()` - only now does the cursor move.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from bizon_core.config import Pipeline
+from bizon_core.destination.destination import AbstractDestination, WriteContext
+from bizon_core.errors import BizonError, DestinationError, SourceError
+from bizon_core.secrets import redact
+from bizon_core.source.config import SourceSyncModes
+from bizon_core.source.models import SourceIncrementalState
+from bizon_core.source.source import AbstractSource
+from bizon_core.sync.pages import iterate_pages, prefetched
+from bizon_core.sync.state import Checkpoint, StateStore, StreamKey, SuccessfulRun
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RunProgress:
+    """Where a running stream is; passed to the progress callback after every page."""
+
+    key: StreamKey
+    pages: int = 0
+    records: int = 0
+    started: float = field(default_factory=time.monotonic)
+    total_records: int | None = None
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    @property
+    def records_per_second(self) -> float:
+        elapsed = self.elapsed
+        return self.records / elapsed if elapsed > 0 else 0.0
+
+    @property
+    def eta_seconds(self) -> float | None:
+        rate = self.records_per_second
+        if self.total_records is None or rate <= 0 or self.records > self.total_records:
+            return None
+        return (self.total_records - self.records) / rate
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a successful stream run did."""
+
+    key: StreamKey
+    run_id: str
+    started_at: datetime
+    finished_at: datetime
+    #: The mode actually used (an incremental request may fall back to full refresh).
+    sync_mode: SourceSyncModes
+    records: int
+    pages: int
+    duration_seconds: float
+    #: `last_run` the source fetched after, None for a full fetch.
+    fetched_after: datetime | None
+    resumed_from: Checkpoint | None
+    cursor_field: str | None
+    destination: dict[str, Any]
+
+    @property
+    def records_per_second(self) -> float:
+        return self.records / self.duration_seconds if self.duration_seconds > 0 else 0.0
+
+
+ProgressCallback = Callable[[RunProgress], None]
+
+
+def run_stream(
+    pipeline: Pipeline,
+    stream: str,
+    store: StateStore,
+    *,
+    resume: bool = True,
+    on_progress: ProgressCallback | None = None,
+) -> RunResult:
+    """Sync one stream of `pipeline`, recording its state in `store`.
+
+    Raises a `BizonError` subclass when the run fails; the cursor is then unchanged and
+    the destination's committed data is as it was.
+    """
+    key = StreamKey(pipeline.name, pipeline.source_info.name, stream)
+    with store.lock(key):
+        return _StreamRun(pipeline, stream, key, store, on_progress).run(resume)
+
+
+class _StreamRun:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        stream: str,
+        key: StreamKey,
+        store: StateStore,
+        on_progress: ProgressCallback | None,
+    ):
+        self.pipeline = pipeline
+        self.key = key
+        self.store = store
+        self.on_progress = on_progress
+        self.source_config = pipeline.source_configs[stream]
+        self.label = f"source '{key.source}' stream '{stream}'"
+
+    def run(self, resume: bool) -> RunResult:
+        mode = self._effective_mode()
+        checkpoint = self.store.resume_point(self.key) if resume else None
+        if checkpoint is not None and checkpoint.sync_mode != mode:
+            logger.info("%s: ignoring a checkpoint of a %s run", self.label, checkpoint.sync_mode)
+            checkpoint = None
+        run_id = checkpoint.run_id if checkpoint else uuid.uuid4().hex
+        started_at = checkpoint.started_at if checkpoint else datetime.now(UTC)
+        fetched_after = self._fetch_after(mode, checkpoint)
+        source = self._make_source()
+        try:
+            context = WriteContext(
+                pipeline=self.key.pipeline,
+                source=self.key.source,
+                stream=self.key.stream,
+                sync_mode=mode,
+                run_id=run_id,
+                started_at=started_at,
+            )
+            destination = self._make_destination(context)
+            progress = RunProgress(self.key, total_records=self._total(source))
+            if checkpoint is not None:
+                progress.pages, progress.records = checkpoint.pages, checkpoint.records
+                logger.info(
+                    "%s: resuming run %s after %d records from %s",
+                    self.label,
+                    run_id,
+                    checkpoint.records,
+                    redact(str(checkpoint.pagination)),
+                )
+            self._load(source, destination, context, checkpoint, fetched_after, progress)
+        finally:
+            source.close()
+        finished_at = datetime.now(UTC)
+        self.store.commit(
+            self.key,
+            SuccessfulRun(
+                run_id=run_id,
+                started_at=started_at,
+                finished_at=finished_at,
+                sync_mode=mode,
+                records=progress.records,
+                pages=progress.pages,
+                cursor_field=self.source_config.cursor_field,
+            ),
+        )
+        return RunResult(
+            key=self.key,
+            run_id=run_id,
+            started_at=started_at,
+            finished_at=finished_at,
+            sync_mode=mode,
+            records=progress.records,
+            pages=progress.pages,
+            duration_seconds=progress.elapsed,
+            fetched_after=fetched_after,
+            resumed_from=checkpoint,
+            cursor_field=self.source_config.cursor_field,
+            destination=destination.describe(),
+        )
+
+    def _load(
+        self,
+        source: AbstractSource,
+        destination: AbstractDestination,
+        context: WriteContext,
+        checkpoint: Checkpoint | None,
+        fetched_after: datetime | None,
+        progress: RunProgress,
+    ) -> None:
+        if fetched_after is not None:
+            state = SourceIncrementalState(
+                last_run=fetched_after, cursor_field=self.source_config.cursor_field
+            )
+
+            def fetch(pagination: dict | None):
+                return source.get_records_after(state, pagination)
+        else:
+            fetch = source.get
+        pages = iterate_pages(
+            fetch,
+            checkpoint.pagination if checkpoint else None,
+            self.label,
+            first_number=progress.pages + 1,
+        )
+        if destination.supports_background_fetch:
+            pages = prefetched(pages)
+        success = False
+        try:
+            destination.begin(checkpoint.destination if checkpoint else None)
+            for page in pages:
+                marker = self._guard(destination.write, page.iteration.records)
+                progress.pages += 1
+                progress.records += len(page.iteration.records)
+                if marker is not None and page.next_pagination:
+                    self.store.checkpoint(
+                        self.key,
+                        Checkpoint(
+                            run_id=context.run_id,
+                            started_at=context.started_at,
+                            sync_mode=context.sync_mode,
+                            pagination=page.next_pagination,
+                            records=progress.records,
+                            pages=progress.pages,
+                            destination=marker,
+                            source_last_run=fetched_after,
+                        ),
+                    )
+                if self.on_progress is not None:
+                    self.on_progress(progress)
+            self._guard(destination.commit)
+            success = True
+        finally:
+            pages.close()
+            try:
+                destination.finalize(success)
+            except Exception:
+                if success:
+                    raise
+                logger.exception("%s: destination cleanup after a failure failed", self.label)
+
+    def _effective_mode(self) -> SourceSyncModes:
+        mode = self.source_config.sync_mode
+        if (
+            mode is SourceSyncModes.INCREMENTAL
+            and not self.pipeline.source_class.supports_incremental()
+        ):
+            logger.warning(
+                "%s: the source does not implement get_records_after; running a full refresh",
+                self.label,
+            )
+            return SourceSyncModes.FULL_REFRESH
+        return mode
+
+    def _fetch_after(self, mode: SourceSyncModes, checkpoint: Checkpoint | None) -> datetime | None:
+        if mode is not SourceSyncModes.INCREMENTAL:
+            return None
+        if checkpoint is not None:
+            return checkpoint.source_last_run
+        last = self.store.last_success(self.key)
+        if last is None:
+            logger.info("%s: no previous successful run; fetching everything", self.label)
+            return None
+        logger.info(
+            "%s: fetching records changed after %s", self.label, last.started_at.isoformat()
+        )
+        return last.started_at
+
+    def _make_source(self) -> AbstractSource:
+        try:
+            return self.pipeline.source_class(self.source_config)
+        except BizonError:
+            raise
+        except Exception as exc:
+            raise SourceError(redact(f"{self.label}: cannot be created: {exc}")) from exc
+
+    def _make_destination(self, context: WriteContext) -> AbstractDestination:
+        return self._guard(
+            self.pipeline.destination_class, self.pipeline.destination_config, context
+        )
+
+    def _total(self, source: AbstractSource) -> int | None:
+        try:
+            return source.get_total_records_count()
+        except Exception as exc:  # a count is a nicety: never fail a run for it
+            logger.debug("%s: total records count unavailable: %s", self.label, redact(str(exc)))
+            return None
+
+    def _guard(self, call: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return call(*args)
+        except BizonError:
+            raise
+        except Exception as exc:
+            name = self.pipeline.destination_info.name
+            raise DestinationError(
+                redact(f"destination '{name}' (stream '{self.key.stream}'): {_describe(exc)}")
+            ) from exc
+
+
+def _describe(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,78 @@
+"""Where a stream's sync state lives: the last successful run and in-run checkpoints.
+
+The runner talks to a `StateStore`; the CLI uses `SqliteStateStore`, the Dagster
+integration keeps the same facts in materialization metadata. A cursor moves only
+through `commit`, which the runner calls after the destination committed the data.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from bizon_core.source.config import SourceSyncModes
+
+
+@dataclass(frozen=True)
+class StreamKey:
+    """Identifies a synced stream: the pipeline, the source and the stream."""
+
+    pipeline: str
+    source: str
+    stream: str
+
+    def __str__(self) -> str:
+        return f"{self.pipeline}/{self.source}/{self.stream}"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Progress of a run that may be resumed after a failure."""
+
+    run_id: str
+    #: Start of the first attempt of this run: it becomes `last_run` once committed.
+    started_at: datetime
+    sync_mode: SourceSyncModes
+    pagination: dict[str, Any]
+    records: int
+    pages: int
+    #: The destination's resume marker for everything written up to `pagination`.
+    destination: dict[str, Any]
+    #: `last_run` the interrupted attempt was fetching after (incremental), to fetch the same.
+    source_last_run: datetime | None = None
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SuccessfulRun:
+    """A committed sync: its start time is the next incremental run's `last_run`."""
+
+    run_id: str
+    started_at: datetime
+    finished_at: datetime
+    sync_mode: SourceSyncModes
+    records: int
+    pages: int
+    cursor_field: str | None = None
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+class StateStore(Protocol):
+    """What the runner needs from a state store."""
+
+    def last_success(self, key: StreamKey) -> SuccessfulRun | None:
+        """The latest committed run of the stream, or None."""
+
+    def resume_point(self, key: StreamKey) -> Checkpoint | None:
+        """The newest checkpoint of a failed run that is newer than the last success."""
+
+    def lock(self, key: StreamKey) -> AbstractContextManager[None]:
+        """Hold the stream for one run; raises `StateError` if another run holds it."""
+
+    def checkpoint(self, key: StreamKey, checkpoint: Checkpoint) -> None:
+        """Record progress of the current run (after a durable destination write)."""
+
+    def commit(self, key: StreamKey, run: SuccessfulRun) -> None:
+        """Record a successful run; this is what moves the cursor."""

@@ -1,0 +1,182 @@
+"""`build_session`: retries, waits, timeout and JSON, against a real local server."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from decimal import Decimal
+from email.utils import formatdate
+
+import pytest
+import requests
+
+from bizon_core.source.auth.authenticators.token import TokenAuth, TokenAuthParams
+from bizon_core.source.config import HttpConfig
+from bizon_core.source.session import BizonSession, JsonAdapter, build_session
+
+FAST = {"backoff_factor": 0.01, "max_backoff": 0.05}
+
+
+def session(**settings: float) -> BizonSession:
+    return build_session(settings=HttpConfig(**{**FAST, **settings}))
+
+
+def retry_logs(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "bizon_core.source.session" and r.levelno == logging.WARNING
+    ]
+
+
+def test_429_waits_retry_after_seconds(scripted, caplog) -> None:
+    scripted.add("/x", 429, headers={"Retry-After": "1"}).add("/x", 200, {"ok": True})
+    started = time.monotonic()
+    response = session().get(f"{scripted.url}/x")
+    assert response.status_code == 200 and response.json() == {"ok": True}
+    assert time.monotonic() - started >= 1
+    assert len(scripted.requests) == 2
+    assert retry_logs(caplog) == [f"GET {scripted.url}/x: HTTP 429; retry 1 of 5 in 1.00s"]
+
+
+def test_429_waits_retry_after_http_date(scripted, caplog) -> None:
+    retry_at = formatdate(time.time() + 2, usegmt=True)  # whole seconds: a wait of 1 to 2 s
+    scripted.add("/x", 429, headers={"Retry-After": retry_at}).add("/x", 200)
+    started = time.monotonic()
+    assert session().get(f"{scripted.url}/x").status_code == 200
+    assert 0.9 <= time.monotonic() - started < 2.5
+    assert len(scripted.requests) == 2
+    [message] = retry_logs(caplog)
+    assert message.startswith(f"GET {scripted.url}/x: HTTP 429; retry 1 of 5 in 1.")
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_server_errors_are_retried(scripted, status: int) -> None:
+    scripted.add("/x", status).add("/x", status).add("/x", 200, {"n": 1})
+    assert session().get(f"{scripted.url}/x").json() == {"n": 1}
+    assert len(scripted.requests) == 3
+
+
+def test_other_statuses_are_not_retried(scripted) -> None:
+    scripted.add("/x", 404).add("/x", 200)
+    assert session().get(f"{scripted.url}/x").status_code == 404
+    assert len(scripted.requests) == 1
+
+
+def test_a_reset_connection_is_retried(scripted, caplog) -> None:
+    scripted.add("/x", drop=True).add("/x", 200, {"n": 1})
+    assert session().post(f"{scripted.url}/x", data={"a": "1"}).json() == {"n": 1}
+    assert [r.form for r in scripted.requests] == [{"a": "1"}, {"a": "1"}]
+    [message] = retry_logs(caplog)
+    assert message.startswith(
+        f"POST {scripted.url}/x: ConnectionError (ConnectionResetError); retry 1 of 5 in "
+    )
+
+
+def test_a_truncated_body_is_retried(scripted) -> None:
+    scripted.add("/x", 200, {"n": 0}, truncate=True).add("/x", 200, {"n": 1})
+    assert session().get(f"{scripted.url}/x").json() == {"n": 1}
+    assert len(scripted.requests) == 2
+
+
+def test_exhausted_retries_return_the_last_response(scripted) -> None:
+    for body in ("a", "b", "c"):
+        scripted.add("/x", 503, body)
+    scripted.add("/x", 200)
+    response = session(max_retries=2).get(f"{scripted.url}/x")
+    assert (response.status_code, response.text) == (503, "c")
+    assert len(scripted.requests) == 3
+
+
+def test_exhausted_retries_raise_the_last_connection_error(scripted) -> None:
+    scripted.add("/x", drop=True).add("/x", drop=True).add("/x", 200)
+    with pytest.raises(requests.ConnectionError):
+        session(max_retries=1).get(f"{scripted.url}/x")
+    assert len(scripted.requests) == 2
+
+
+def test_a_wait_beyond_the_total_bound_is_not_waited(scripted, caplog) -> None:
+    scripted.add("/x", 429, headers={"Retry-After": "3600"}).add("/x", 200)
+    started = time.monotonic()
+    response = session(max_retry_wait=1).get(f"{scripted.url}/x")
+    assert response.status_code == 429
+    assert time.monotonic() - started < 1
+    assert len(scripted.requests) == 1 and not retry_logs(caplog)
+
+
+def test_the_total_wait_bounds_the_retries(scripted) -> None:
+    for _ in range(4):
+        scripted.add("/x", 503, headers={"Retry-After": "0.3"})
+    scripted.add("/x", 200)
+    started = time.monotonic()
+    response = session(max_retry_wait=0.7).get(f"{scripted.url}/x")
+    assert response.status_code == 503
+    assert len(scripted.requests) == 3  # two waits of 0.3 s fit in 0.7 s, a third does not
+    assert 0.6 <= time.monotonic() - started < 1.5
+
+
+def test_backoff_is_capped_by_max_backoff(scripted) -> None:
+    for _ in range(6):
+        scripted.add("/x", 502)
+    scripted.add("/x", 200)
+    started = time.monotonic()
+    s = session(backoff_factor=10, max_backoff=0.05, max_retries=6)
+    assert s.get(f"{scripted.url}/x").status_code == 200
+    assert time.monotonic() - started < 0.3 + 0.5  # six waits of at most 0.05 s
+
+
+def test_the_log_has_no_query_credentials_or_headers(scripted, caplog) -> None:
+    scripted.add("/x", 503).add("/x", 200)
+    auth = TokenAuth(TokenAuthParams(token="header-secret-1234"))
+    s = build_session(auth=auth, settings=HttpConfig(**FAST))
+    url = scripted.url.replace("http://", "http://user:pw-secret@") + "/x?key=q-secret"
+    assert s.get(url, params={"token": "p-secret"}).status_code == 200
+    [message] = retry_logs(caplog)
+    assert message.startswith(f"GET {scripted.url}/x: HTTP 503; retry 1 of 5 in ")
+    assert "secret" not in message
+    assert [r.query for r in scripted.requests] == [{"key": "q-secret", "token": "p-secret"}] * 2
+    assert scripted.requests[1].headers["Authorization"] == "Bearer header-secret-1234"
+
+
+def test_the_default_timeout_applies_and_an_explicit_one_wins(scripted) -> None:
+    scripted.add("/slow", 200, delay=0.5).add("/slow", 200, {"late": True}, delay=0.5)
+    s = session(timeout=0.2)
+    started = time.monotonic()
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        s.get(f"{scripted.url}/slow")
+    assert time.monotonic() - started < 0.45
+    assert s.get(f"{scripted.url}/slow", timeout=3).json() == {"late": True}
+
+
+def test_http_and_https_get_the_same_adapter() -> None:
+    s = build_session()
+    assert isinstance(s.get_adapter("http://example.com/"), JsonAdapter)
+    assert isinstance(s.get_adapter("https://example.com/"), JsonAdapter)
+    assert s.settings == HttpConfig()
+
+
+def test_json_is_parsed_with_orjson(scripted) -> None:
+    payload = {"items": [{"id": 1, "name": "é", "ratio": 0.5}], "next": None}
+    scripted.add("/x", 200, payload).add("/x", 200, b'{"price": 1.10}')
+    s = session()
+    response = s.get(f"{scripted.url}/x")
+    assert type(response).json is not requests.Response.json
+    assert response.json() == payload
+    # Keyword arguments still go to the standard json module.
+    assert s.get(f"{scripted.url}/x").json(parse_float=Decimal) == {"price": Decimal("1.10")}
+
+
+def test_json_in_another_charset_is_decoded_as_requests_does(scripted) -> None:
+    headers = {"Content-Type": "application/json; charset=iso-8859-1"}
+    scripted.add("/x", 200, '{"name": "é"}'.encode("latin-1"), headers=headers)
+    assert session().get(f"{scripted.url}/x").json() == {"name": "é"}
+
+
+@pytest.mark.parametrize("body", [b"<html>oops</html>", b""])
+def test_a_body_that_is_not_json_raises_the_requests_error(scripted, body: bytes) -> None:
+    scripted.add("/x", 200, body)
+    response = session().get(f"{scripted.url}/x")
+    with pytest.raises(requests.exceptions.JSONDecodeError) as raised:
+        response.json()
+    assert isinstance(raised.value, json.JSONDecodeError)
