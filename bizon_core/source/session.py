@@ -65,6 +65,7 @@ class BizonSession(requests.Session):
     def __init__(self, settings: HttpConfig | None = None):
         super().__init__()
         self.settings = settings or HttpConfig()
+        self._environment: dict[tuple, dict[str, Any]] = {}
         self.mount("https://", JsonAdapter())
         self.mount("http://", JsonAdapter())
 
@@ -106,6 +107,22 @@ class BizonSession(requests.Session):
                 response.close()
             time.sleep(wait)
             waited += wait
+
+    def merge_environment_settings(
+        self, url: str | None, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> dict[str, Any]:
+        """As in requests, but the environment (proxies, CA bundle) is read once per host.
+
+        It does not change during a sync, and reading it for every request costs more
+        than parsing a page of records.
+        """
+        parts = urlsplit(url or "")
+        key = (parts.scheme, parts.netloc, _hashable(proxies), stream, _hashable(verify), cert)
+        settings = self._environment.get(key)
+        if settings is None:
+            settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+            self._environment[key] = settings
+        return dict(settings)
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         """Send a prepared request, with the default timeout when none is given."""
@@ -152,6 +169,10 @@ def _retry_after_seconds(value: str | None) -> float | None:
             moment = moment.replace(tzinfo=UTC)
         return max(0.0, (moment - datetime.now(UTC)).total_seconds())
     return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def _hashable(value: Any) -> Any:
+    return tuple(sorted(value.items())) if isinstance(value, dict) else value
 
 
 def _public_url(url: str) -> str:

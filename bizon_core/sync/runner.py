@@ -27,7 +27,8 @@ from bizon_core.secrets import redact
 from bizon_core.source.config import SourceSyncModes
 from bizon_core.source.models import SourceIncrementalState
 from bizon_core.source.source import AbstractSource
-from bizon_core.sync.pages import iterate_pages, prefetched
+from bizon_core.sync.memory import PagedCollection
+from bizon_core.sync.pages import Page, iterate_pages, prefetched
 from bizon_core.sync.state import Checkpoint, StateStore, StreamKey, SuccessfulRun
 
 logger = logging.getLogger(__name__)
@@ -211,26 +212,10 @@ class _StreamRun:
         success = False
         try:
             destination.begin(checkpoint.destination if checkpoint else None)
-            for page in pages:
-                marker = self._guard(destination.write, page.iteration.records)
-                progress.pages += 1
-                progress.records += len(page.iteration.records)
-                if marker is not None and page.next_pagination:
-                    self.store.checkpoint(
-                        self.key,
-                        Checkpoint(
-                            run_id=context.run_id,
-                            started_at=context.started_at,
-                            sync_mode=context.sync_mode,
-                            pagination=page.next_pagination,
-                            records=progress.records,
-                            pages=progress.pages,
-                            destination=marker,
-                            source_last_run=fetched_after,
-                        ),
-                    )
-                if self.on_progress is not None:
-                    self.on_progress(progress)
+            with PagedCollection() as collection:
+                for page in pages:
+                    self._write(page, destination, context, fetched_after, progress)
+                    collection.page_done()
             self._guard(destination.commit)
             success = True
         finally:
@@ -241,6 +226,35 @@ class _StreamRun:
                 if success:
                     raise
                 logger.exception("%s: destination cleanup after a failure failed", self.label)
+
+    def _write(
+        self,
+        page: Page,
+        destination: AbstractDestination,
+        context: WriteContext,
+        fetched_after: datetime | None,
+        progress: RunProgress,
+    ) -> None:
+        """Write one page; record a checkpoint when the destination says it is durable."""
+        marker = self._guard(destination.write, page.iteration.records)
+        progress.pages += 1
+        progress.records += len(page.iteration.records)
+        if marker is not None and page.next_pagination:
+            self.store.checkpoint(
+                self.key,
+                Checkpoint(
+                    run_id=context.run_id,
+                    started_at=context.started_at,
+                    sync_mode=context.sync_mode,
+                    pagination=page.next_pagination,
+                    records=progress.records,
+                    pages=progress.pages,
+                    destination=marker,
+                    source_last_run=fetched_after,
+                ),
+            )
+        if self.on_progress is not None:
+            self.on_progress(progress)
 
     def _effective_mode(self) -> SourceSyncModes:
         mode = self.source_config.sync_mode
