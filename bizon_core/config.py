@@ -70,14 +70,47 @@ class DestinationSection(BaseModel):
     config: dict[str, Any] = Field(default_factory=dict)
 
 
+class ScheduleConfig(BaseModel):
+    """`schedule:` of a pipeline: when an orchestrator runs it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cron: str = Field(description="A cron expression, e.g. `0 * * * *`.")
+    timezone: str = Field(default="UTC", description="An IANA time zone, e.g. `Europe/Paris`.")
+
+
+class RetriesConfig(BaseModel):
+    """`retries:` of a pipeline: how an orchestrator reruns a failed sync."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    max_retries: int = Field(default=3, ge=0)
+    delay_seconds: float = Field(default=30.0, ge=0)
+
+
+class SensorConfig(BaseModel):
+    """`sensor:` of a pipeline: whether to poll the source for new data, and how often."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    minimum_interval_seconds: int = Field(default=300, ge=10)
+
+
 class PipelineConfig(BaseModel):
     """The top level of a pipeline YAML."""
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    name: str = Field(pattern=r"^[A-Za-z0-9_]+$")
     source: SourceSection
     destination: DestinationSection
+    # Orchestration settings; the CLI ignores them.
+    schedule: ScheduleConfig | None = None
+    retries: RetriesConfig = Field(default_factory=RetriesConfig)
+    sensor: SensorConfig = Field(default_factory=SensorConfig)
+    asset_key_prefix: list[str] = Field(default_factory=list)
 
 
 @dataclass

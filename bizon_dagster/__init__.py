@@ -1,0 +1,24 @@
+"""bizon for Dagster: each stream of a pipeline is an asset whose cursor lives in Dagster.
+
+from bizon_dagster import bizon_assets, build_definitions
+
+defs = build_definitions("pipelines/")          # every pipeline YAML of a directory
+assets = bizon_assets("pipelines/hubspot.yml")  # or one pipeline's multi_asset
+"""
+
+from bizon_dagster.assets import bizon_assets
+from bizon_dagster.automation import new_data_sensor, pipeline_job, pipeline_schedule
+from bizon_dagster.loader import build_definitions
+from bizon_dagster.state import DagsterStateStore
+from bizon_dagster.translator import BizonStream, BizonTranslator
+
+__all__ = [
+    "BizonStream",
+    "BizonTranslator",
+    "DagsterStateStore",
+    "bizon_assets",
+    "build_definitions",
+    "new_data_sensor",
+    "pipeline_job",
+    "pipeline_schedule",
+]

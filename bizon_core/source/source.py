@@ -66,6 +66,14 @@ class AbstractSource(ABC):
         """How many records the stream holds, when the API tells cheaply; else None."""
         return None
 
+    def probe(self) -> str | int | None:
+        """A cheap value that changes when the stream has new data, for sensors.
+
+        Defaults to `get_total_records_count()`; a source whose API tells the time of
+        its latest change cheaply can return that instead. None: unknown.
+        """
+        return self.get_total_records_count()
+
     @abstractmethod
     def get(self, pagination: dict | None = None) -> SourceIteration:
         """Fetch one page; `pagination` is `None` or `{}` for the first page."""

@@ -1,0 +1,169 @@
+"""The asset factory: a pipeline config becomes one Dagster `multi_asset`, an asset per stream."""
+
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    AssetSpec,
+    Backoff,
+    Failure,
+    Jitter,
+    MaterializeResult,
+    MetadataValue,
+    RetryPolicy,
+    multi_asset,
+)
+
+from bizon_core.config import Pipeline, load_pipeline
+from bizon_core.errors import BizonError
+from bizon_core.secrets import mask, redact
+from bizon_core.sync.runner import RunProgress, RunResult, run_stream
+from bizon_dagster.state import DagsterStateStore, success_metadata
+from bizon_dagster.translator import BizonStream, BizonTranslator
+
+#: Seconds between two progress lines in the run logs.
+PROGRESS_INTERVAL = 10.0
+
+
+def bizon_assets(
+    pipeline: str | Path | Pipeline,
+    *,
+    translator: BizonTranslator | None = None,
+    name: str | None = None,
+) -> AssetsDefinition:
+    """A `multi_asset` syncing the pipeline's streams, one asset per stream.
+
+    `pipeline` is a pipeline YAML path or an already loaded `Pipeline`. Each stream's
+    cursor is kept in the metadata of its asset's materializations, and read back from
+    the Dagster instance by the next run. The op runs in the concurrency pool
+    `bizon_<pipeline>` and retries failed syncs (they resume from their checkpoints) as
+    `retries:` in the YAML says. Example::
+
+        from bizon_dagster import bizon_assets
+        import dagster as dg
+
+        defs = dg.Definitions(assets=[bizon_assets("pipelines/hubspot.yml")])
+    """
+    if not isinstance(pipeline, Pipeline):
+        pipeline = load_pipeline(pipeline)
+    specs = stream_specs(pipeline, translator or BizonTranslator())
+    keys = {stream: spec.key for stream, spec in specs.items()}
+
+    @multi_asset(
+        name=name or op_name(pipeline),
+        specs=list(specs.values()),
+        can_subset=True,
+        pool=pool_name(pipeline),
+        retry_policy=retry_policy(pipeline),
+        op_tags={"bizon/pipeline": pipeline.name},
+    )
+    def _sync(context: AssetExecutionContext) -> Iterator[MaterializeResult]:
+        yield from sync_streams(context, pipeline, keys)
+
+    return _sync
+
+
+def stream_specs(pipeline: Pipeline, translator: BizonTranslator) -> dict[str, AssetSpec]:
+    """The asset spec of each stream of the pipeline, by stream name."""
+    return {s: translator.get_asset_spec(BizonStream(pipeline, s)) for s in pipeline.streams}
+
+
+def op_name(pipeline: Pipeline) -> str:
+    """`bizon_<pipeline name>`, made a valid Dagster name."""
+    return "bizon_" + re.sub(r"[^A-Za-z0-9_]", "_", pipeline.name)
+
+
+def pool_name(pipeline: Pipeline) -> str:
+    """The concurrency pool of the pipeline's op: set its limit to 1 to keep runs apart."""
+    return op_name(pipeline)
+
+
+def retry_policy(pipeline: Pipeline) -> RetryPolicy | None:
+    """Step retries from `retries:`; each retry resumes its streams from their checkpoints."""
+    retries = pipeline.config.retries
+    if not retries.enabled or retries.max_retries == 0:
+        return None
+    return RetryPolicy(
+        max_retries=retries.max_retries,
+        delay=retries.delay_seconds,
+        backoff=Backoff.EXPONENTIAL,
+        jitter=Jitter.PLUS_MINUS,
+    )
+
+
+def sync_streams(
+    context: AssetExecutionContext, pipeline: Pipeline, keys: dict[str, AssetKey]
+) -> Iterator[MaterializeResult]:
+    """Sync every selected stream; one `MaterializeResult` each, then fail if any failed."""
+    failed: list[str] = []
+    for stream, key in keys.items():
+        if key not in context.selected_asset_keys:
+            continue
+        store = DagsterStateStore(context, key)
+        try:
+            result = run_stream(pipeline, stream, store, on_progress=_ProgressLog(context))
+        except BizonError as exc:
+            message = redact(str(exc))
+            context.log.error(f"{stream}: sync failed, its cursor is unchanged: {message}")
+            failed.append(f"{stream}: {message}")
+            continue
+        context.log.info(
+            f"{stream}: {result.records:,} records in {result.pages:,} pages, "
+            f"{result.duration_seconds:.1f}s ({result.records_per_second:,.0f} records/s)"
+        )
+        yield MaterializeResult(asset_key=key, metadata=result_metadata(result, store))
+    if failed:
+        # `from None`: the chained exceptions may quote URLs or values the message masks.
+        raise Failure(
+            description=f"{len(failed)} stream(s) of pipeline {pipeline.name} failed: "
+            + "; ".join(failed),
+            allow_retries=True,
+        ) from None
+
+
+def result_metadata(result: RunResult, store: DagsterStateStore) -> dict[str, Any]:
+    """The materialization metadata: the cursor, and what the run did."""
+    assert store.committed is not None, "the runner commits before returning"
+    metadata: dict[str, Any] = {
+        **success_metadata(store.committed),
+        "dagster/row_count": result.records,
+        "bizon/pages": result.pages,
+        "bizon/duration_seconds": round(result.duration_seconds, 3),
+        "bizon/records_per_second": round(result.records_per_second, 1),
+        "bizon/fetched_after": (
+            result.fetched_after.isoformat() if result.fetched_after else "(full fetch)"
+        ),
+    }
+    if result.resumed_from is not None:
+        metadata["bizon/resumed_after_records"] = result.resumed_from.records
+    for name, value in mask(result.destination).items():
+        metadata[f"bizon/destination_{name}"] = (
+            MetadataValue.path(value) if name == "path" else MetadataValue.text(str(value))
+        )
+    return metadata
+
+
+class _ProgressLog:
+    """Progress of a stream in the run logs, every `PROGRESS_INTERVAL` seconds."""
+
+    def __init__(self, context: AssetExecutionContext):
+        self.context = context
+        self.last = time.monotonic()
+
+    def __call__(self, progress: RunProgress) -> None:
+        now = time.monotonic()
+        if now - self.last < PROGRESS_INTERVAL:
+            return
+        self.last = now
+        eta = progress.eta_seconds
+        self.context.log.info(
+            f"{progress.key.stream}: {progress.pages:,} pages, {progress.records:,} records, "
+            f"{progress.records_per_second:,.0f} records/s"
+            + (f", about {eta:,.0f}s left" if eta is not None else "")
+        )

@@ -1,0 +1,65 @@
+"""`Definitions` built from a directory of pipeline YAMLs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from dagster import AssetKey, Definitions
+
+from bizon_core.config import load_pipeline
+from bizon_core.discovery import builtin_connectors_dir
+from bizon_core.errors import ConfigError
+from bizon_dagster.assets import bizon_assets, stream_specs
+from bizon_dagster.automation import new_data_sensor, pipeline_job, pipeline_schedule
+from bizon_dagster.translator import BizonTranslator
+
+PIPELINES_DIR_ENV = "BIZON_PIPELINES_DIR"
+
+
+def default_pipelines_dir() -> Path:
+    """`$BIZON_PIPELINES_DIR`, else the dummy source's example configs."""
+    configured = os.environ.get(PIPELINES_DIR_ENV)
+    if configured:
+        return Path(configured)
+    return builtin_connectors_dir() / "sources" / "dummy" / "config"
+
+
+def pipeline_files(directory: Path) -> list[Path]:
+    """The pipeline YAMLs of a directory, sorted."""
+    if not directory.is_dir():
+        raise ConfigError(f"{directory}: pipelines directory not found ({PIPELINES_DIR_ENV})")
+    return sorted(p for p in directory.iterdir() if p.suffix in {".yml", ".yaml"} and p.is_file())
+
+
+def build_definitions(
+    directory: str | Path | None = None, *, translator: BizonTranslator | None = None
+) -> Definitions:
+    """Assets, jobs, schedules and sensors for every pipeline YAML in `directory`.
+
+    A config that does not load raises `ConfigError` naming its file and field; two
+    pipelines giving one asset key raise naming both files (set `asset_key_prefix`).
+    """
+    directory = Path(directory) if directory is not None else default_pipelines_dir()
+    translator = translator or BizonTranslator()
+    assets, jobs, schedules, sensors = [], [], [], []
+    owners: dict[AssetKey, Path] = {}
+    for path in pipeline_files(directory):
+        pipeline = load_pipeline(path)
+        keys = {stream: spec.key for stream, spec in stream_specs(pipeline, translator).items()}
+        for key in keys.values():
+            if key in owners:
+                raise ConfigError(
+                    f"{path}: asset {key.to_user_string()} is also produced by {owners[key]}; "
+                    "give one of them an asset_key_prefix"
+                )
+            owners[key] = path
+        asset = bizon_assets(pipeline, translator=translator)
+        job = pipeline_job(pipeline, asset)
+        assets.append(asset)
+        jobs.append(job)
+        if (schedule := pipeline_schedule(pipeline, job)) is not None:
+            schedules.append(schedule)
+        if (sensor := new_data_sensor(pipeline, keys, job)) is not None:
+            sensors.append(sensor)
+    return Definitions(assets=assets, jobs=jobs, schedules=schedules, sensors=sensors)

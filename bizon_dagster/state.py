@@ -1,0 +1,175 @@
+"""`DagsterStateStore`: a stream's sync state kept in Dagster's own event log.
+
+- the cursor is the metadata of the asset's latest materialization (`bizon/last_run`, ...);
+- checkpoints are `AssetObservation`s logged after each durable destination flush;
+- two runs of one stream are kept apart by a concurrency slot on the instance.
+
+Nothing is stored anywhere else, so any deployment whose instance storage is shared
+(SQLite for `dagster dev`, PostgreSQL in production) shares the state.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetObservation,
+    DagsterInstance,
+    DagsterRunStatus,
+    MetadataValue,
+)
+
+from bizon_core.errors import StateError
+from bizon_core.secrets import mask
+from bizon_core.source.config import SourceSyncModes
+from bizon_core.sync.state import Checkpoint, StreamKey, SuccessfulRun
+
+logger = logging.getLogger(__name__)
+
+LAST_RUN = "bizon/last_run"
+CHECKPOINT = "bizon/checkpoint"
+_FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
+
+
+def success_metadata(run: SuccessfulRun) -> dict[str, Any]:
+    """The materialization metadata that holds a stream's cursor."""
+    return {
+        LAST_RUN: run.started_at.isoformat(),
+        "bizon/run_id": run.run_id,
+        "bizon/sync_mode": run.sync_mode.value,
+        "bizon/cursor_field": run.cursor_field or "",
+        "bizon/state": MetadataValue.json(run.state),
+    }
+
+
+def read_success(instance: DagsterInstance, asset_key: AssetKey) -> SuccessfulRun | None:
+    """The cursor from the asset's latest materialization, if bizon wrote it."""
+    event = instance.get_latest_materialization_event(asset_key)
+    if event is None or event.asset_materialization is None:
+        return None
+    metadata = event.asset_materialization.metadata
+    if LAST_RUN not in metadata:
+        return None
+    return SuccessfulRun(
+        run_id=_value(metadata, "bizon/run_id", ""),
+        started_at=datetime.fromisoformat(_value(metadata, LAST_RUN)),
+        finished_at=datetime.fromtimestamp(event.timestamp, UTC),
+        sync_mode=SourceSyncModes(_value(metadata, "bizon/sync_mode", "full_refresh")),
+        records=int(_value(metadata, "dagster/row_count", 0)),
+        pages=int(_value(metadata, "bizon/pages", 0)),
+        cursor_field=_value(metadata, "bizon/cursor_field", "") or None,
+        state=_value(metadata, "bizon/state", {}) or {},
+    )
+
+
+class DagsterStateStore:
+    """The `StateStore` of one asset's stream, inside a running asset step."""
+
+    def __init__(self, context: AssetExecutionContext, asset_key: AssetKey):
+        self.context = context
+        self.instance = context.instance
+        self.asset_key = asset_key
+        self.committed: SuccessfulRun | None = None
+
+    def last_success(self, key: StreamKey) -> SuccessfulRun | None:
+        return read_success(self.instance, self.asset_key)
+
+    def resume_point(self, key: StreamKey) -> Checkpoint | None:
+        records = self.instance.fetch_observations(self.asset_key, limit=1).records
+        if not records:
+            return None
+        entry = records[0].event_log_entry
+        observation = entry.asset_observation
+        if observation is None or CHECKPOINT not in observation.metadata:
+            return None
+        latest = self.instance.get_latest_materialization_event(self.asset_key)
+        if latest is not None and latest.timestamp >= entry.timestamp:
+            return None  # the checkpoint's run, or a later one, has committed since
+        data = observation.metadata[CHECKPOINT].value
+        return Checkpoint(
+            run_id=data["run_id"],
+            started_at=datetime.fromisoformat(data["started_at"]),
+            sync_mode=SourceSyncModes(data["sync_mode"]),
+            pagination=data["pagination"],
+            records=data["records"],
+            pages=data["pages"],
+            destination=data["destination"],
+            source_last_run=(
+                datetime.fromisoformat(data["source_last_run"]) if data["source_last_run"] else None
+            ),
+            created_at=datetime.fromtimestamp(entry.timestamp, UTC),
+        )
+
+    @contextmanager
+    def lock(self, key: StreamKey) -> Iterator[None]:
+        storage = self.instance.event_log_storage
+        if not storage.supports_global_concurrency_limits:
+            yield  # the pipeline's concurrency pool is then the only guard
+            return
+        slot = f"bizon/{key}"
+        if storage.get_concurrency_info(slot).slot_count != 1:
+            storage.set_concurrency_slots(slot, 1)
+        step_key = f"bizon:{self.asset_key.to_user_string()}"
+        run_id = self.context.run_id
+        if not self._claim(slot, run_id, step_key):
+            raise StateError(f"stream {key} is already being synced by another Dagster run")
+        try:
+            yield
+        finally:
+            storage.free_concurrency_slot_for_step(run_id, step_key)
+
+    def checkpoint(self, key: StreamKey, checkpoint: Checkpoint) -> None:
+        data = {
+            "run_id": checkpoint.run_id,
+            "started_at": checkpoint.started_at.isoformat(),
+            "sync_mode": checkpoint.sync_mode.value,
+            "pagination": mask(checkpoint.pagination),
+            "records": checkpoint.records,
+            "pages": checkpoint.pages,
+            "destination": checkpoint.destination,
+            "source_last_run": (
+                checkpoint.source_last_run.isoformat() if checkpoint.source_last_run else None
+            ),
+        }
+        self.context.log_event(
+            AssetObservation(
+                asset_key=self.asset_key,
+                metadata={
+                    CHECKPOINT: MetadataValue.json(data),
+                    "bizon/records": checkpoint.records,
+                    "bizon/pages": checkpoint.pages,
+                },
+            )
+        )
+
+    def commit(self, key: StreamKey, run: SuccessfulRun) -> None:
+        # The asset yields the MaterializeResult that records this, once the runner returns.
+        self.committed = run
+
+    def _claim(self, slot: str, run_id: str, step_key: str) -> bool:
+        storage = self.instance.event_log_storage
+        if storage.claim_concurrency_slot(slot, run_id, step_key).is_claimed:
+            return True
+        # A holder whose run has ended (killed before it could free its slot) is stale.
+        for holder_run_id in _slot_holders(storage, slot):
+            run = self.instance.get_run_by_id(holder_run_id)
+            if holder_run_id != run_id and (run is None or run.status in _FINISHED):
+                logger.warning("freeing %s, held by finished run %s", slot, holder_run_id)
+                storage.free_concurrency_slots_for_run(holder_run_id)
+        return storage.claim_concurrency_slot(slot, run_id, step_key).is_claimed
+
+
+def _slot_holders(storage: Any, slot: str) -> list[str]:
+    info = storage.get_concurrency_info(slot)
+    return [claimed.run_id for claimed in info.claimed_slots]
+
+
+def _value(metadata: dict[str, Any], key: str, default: Any = None) -> Any:
+    entry = metadata.get(key)
+    return default if entry is None else entry.value

@@ -1,0 +1,335 @@
+"""The built-in `file` destination, writing real files in a temporary directory."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from bizon_core.destination.destination import AbstractDestination, WriteContext
+from bizon_core.discovery import ConnectorKind, get_connector, load_connector_class
+from bizon_core.errors import DestinationError
+from bizon_core.source.config import SourceSyncModes
+from bizon_core.source.models import SourceRecord
+
+FULL = SourceSyncModes.FULL_REFRESH
+INCREMENTAL = SourceSyncModes.INCREMENTAL
+
+MakeDestination = Callable[..., AbstractDestination]
+
+
+@pytest.fixture
+def make_destination(tmp_path: Path) -> MakeDestination:
+    """Build a `file` destination; `path` defaults to `<tmp>/out/{stream}.jsonl`."""
+    destination_class = load_connector_class(get_connector(ConnectorKind.DESTINATION, "file"))
+
+    def make(
+        sync_mode: SourceSyncModes = FULL,
+        path: str | None = None,
+        stream: str = "users",
+        **config: Any,
+    ) -> AbstractDestination:
+        config_class = destination_class.get_config_class()
+        destination_config = config_class.model_validate(
+            {"path": path or str(tmp_path / "out" / "{stream}.jsonl"), **config}
+        )
+        context = WriteContext(
+            pipeline="pipe",
+            source="src",
+            stream=stream,
+            sync_mode=sync_mode,
+            run_id="run-1",
+            started_at=datetime.now(UTC),
+        )
+        return destination_class(destination_config, context)
+
+    return make
+
+
+def records(start: int, stop: int) -> list[SourceRecord]:
+    return [SourceRecord(id=str(i), data={"n": i, "name": f"r{i}"}) for i in range(start, stop)]
+
+
+def ids(path: Path) -> list[str]:
+    return [orjson.loads(line)["id"] for line in path.read_bytes().splitlines()]
+
+
+def partial_of(path: Path) -> Path:
+    return path.with_name(path.name + ".partial")
+
+
+def journal_of(path: Path) -> Path:
+    return path.with_name(path.name + ".commit")
+
+
+def run(destination: AbstractDestination, *pages: list[SourceRecord]) -> None:
+    destination.begin(None)
+    for page in pages:
+        destination.write(page)
+    destination.commit()
+    destination.finalize(True)
+
+
+def test_full_refresh_writes_partial_then_renames_on_commit(
+    make_destination: MakeDestination, tmp_path: Path
+):
+    target = tmp_path / "out" / "users.jsonl"
+    target.parent.mkdir()
+    target.write_text('{"id":"old","extracted_at":"x","data":{}}\n')
+    old = target.read_bytes()
+
+    destination = make_destination(FULL)
+    destination.begin(None)
+    destination.write(records(0, 3))
+    destination.write(records(3, 5))
+
+    assert target.read_bytes() == old
+    assert partial_of(target).exists()
+
+    destination.commit()
+    destination.finalize(True)
+
+    assert ids(target) == ["0", "1", "2", "3", "4"]
+    assert not partial_of(target).exists()
+    assert not journal_of(target).exists()
+    assert destination.describe() == {"path": str(target)}
+
+
+def test_a_failed_full_refresh_leaves_the_target_unchanged(
+    make_destination: MakeDestination, tmp_path: Path
+):
+    run(make_destination(FULL), records(0, 2))
+    target = tmp_path / "out" / "users.jsonl"
+    before = target.read_bytes()
+
+    destination = make_destination(FULL)
+    destination.begin(None)
+    destination.write(records(10, 20))
+    destination.finalize(False)
+
+    assert target.read_bytes() == before
+    assert partial_of(target).exists()  # kept, so that a next attempt can resume
+
+
+def test_incremental_appends_on_commit_only(make_destination: MakeDestination, tmp_path: Path):
+    run(make_destination(INCREMENTAL), records(0, 2))
+    target = tmp_path / "out" / "users.jsonl"
+    first = target.read_bytes()
+    assert ids(target) == ["0", "1"]
+
+    destination = make_destination(INCREMENTAL)
+    destination.begin(None)
+    destination.write(records(2, 4))
+    assert target.read_bytes() == first
+
+    destination.commit()
+    destination.finalize(True)
+
+    assert target.read_bytes().startswith(first)
+    assert ids(target) == ["0", "1", "2", "3"]
+    assert not partial_of(target).exists()
+    assert not journal_of(target).exists()
+
+
+def test_incremental_without_a_target_creates_it(make_destination: MakeDestination, tmp_path: Path):
+    run(make_destination(INCREMENTAL), records(0, 3))
+    assert ids(tmp_path / "out" / "users.jsonl") == ["0", "1", "2"]
+
+
+def test_path_placeholders(make_destination: MakeDestination, tmp_path: Path):
+    template = str(tmp_path / "data" / "{pipeline}" / "{source}" / "{stream}.jsonl")
+    destination = make_destination(FULL, path=template, stream="orders")
+    run(destination, records(0, 1))
+
+    target = tmp_path / "data" / "pipe" / "src" / "orders.jsonl"
+    assert ids(target) == ["0"]
+    assert destination.describe() == {"path": str(target)}
+
+
+def test_relative_path_is_relative_to_the_working_directory(
+    make_destination: MakeDestination, isolated: Path
+):
+    run(make_destination(FULL, path="rel/{pipeline}/{stream}.jsonl"), records(0, 1))
+    assert ids(isolated / "rel" / "pipe" / "users.jsonl") == ["0"]
+
+
+def test_lines_are_json_with_id_extracted_at_and_data(
+    make_destination: MakeDestination, tmp_path: Path
+):
+    before = datetime.now(UTC)
+    run(make_destination(FULL), [SourceRecord(id=7, data={"nested": {"a": [1, 2]}, "s": "é"})])
+
+    lines = (tmp_path / "out" / "users.jsonl").read_bytes().splitlines()
+    assert len(lines) == 1
+    line = orjson.loads(lines[0])
+    assert set(line) == {"id", "extracted_at", "data"}
+    assert line["id"] == "7"
+    assert line["data"] == {"nested": {"a": [1, 2]}, "s": "é"}
+    extracted_at = datetime.fromisoformat(line["extracted_at"])
+    assert extracted_at.tzinfo is not None
+    assert before <= extracted_at <= datetime.now(UTC)
+
+
+def test_write_returns_a_marker_once_flush_every_records_accumulated(
+    make_destination: MakeDestination, tmp_path: Path
+):
+    destination = make_destination(FULL, flush_every=5)
+    partial = partial_of(tmp_path / "out" / "users.jsonl")
+    destination.begin(None)
+
+    assert destination.write(records(0, 2)) is None
+    assert destination.write(records(2, 4)) is None
+    marker = destination.write(records(4, 6))  # 6 >= 5: flushed
+    assert marker == {"offset": partial.stat().st_size}
+    assert marker["offset"] > 0
+    assert len(partial.read_bytes().splitlines()) == 6
+
+    # The count starts again after each flush.
+    assert destination.write(records(6, 10)) is None
+    second = destination.write(records(10, 11))
+    assert second == {"offset": partial.stat().st_size}
+    assert second["offset"] > marker["offset"]
+    destination.finalize(False)
+
+
+def test_resume_truncates_to_the_marker_and_continues(
+    make_destination: MakeDestination, tmp_path: Path
+):
+    target = tmp_path / "out" / "users.jsonl"
+    first = make_destination(FULL, flush_every=3)
+    first.begin(None)
+    marker = first.write(records(0, 3))
+    assert marker is not None
+    first.write(records(3, 5))  # not checkpointed: lost with the failed attempt
+    first.finalize(False)
+    assert partial_of(target).stat().st_size > marker["offset"]
+
+    second = make_destination(FULL, flush_every=3)
+    second.begin(marker)
+    assert partial_of(target).stat().st_size == marker["offset"]
+    second.write(records(3, 7))
+    second.commit()
+    second.finalize(True)
+
+    assert ids(target) == [str(i) for i in range(7)]
+
+
+def test_resume_of_an_incremental_run_appends_only_once(
+    make_destination: MakeDestination, tmp_path: Path
+):
+    target = tmp_path / "out" / "users.jsonl"
+    run(make_destination(INCREMENTAL), records(0, 2))
+
+    first = make_destination(INCREMENTAL, flush_every=2)
+    first.begin(None)
+    marker = first.write(records(2, 4))
+    first.write(records(4, 5))
+    first.finalize(False)
+    assert ids(target) == ["0", "1"]
+
+    second = make_destination(INCREMENTAL, flush_every=2)
+    second.begin(marker)
+    second.write(records(4, 6))
+    second.commit()
+    second.finalize(True)
+
+    assert ids(target) == [str(i) for i in range(6)]
+
+
+def test_resume_with_a_missing_partial_file_fails_clearly(make_destination: MakeDestination):
+    destination = make_destination(FULL)
+    with pytest.raises(DestinationError, match=r"cannot resume .*users\.jsonl\.partial.*missing"):
+        destination.begin({"offset": 10})
+    destination.finalize(False)
+
+
+def test_resume_with_a_shorter_partial_file_fails_clearly(
+    make_destination: MakeDestination, tmp_path: Path
+):
+    partial = partial_of(tmp_path / "out" / "users.jsonl")
+    partial.parent.mkdir()
+    partial.write_bytes(b"0123456789")
+
+    destination = make_destination(FULL)
+    with pytest.raises(DestinationError, match="shorter than its checkpoint"):
+        destination.begin({"offset": 11})
+    destination.finalize(False)
+    assert partial.read_bytes() == b"0123456789"  # not truncated nor extended
+
+
+def test_an_interrupted_incremental_commit_is_rolled_back_by_the_next_begin(
+    make_destination: MakeDestination, tmp_path: Path
+):
+    target = tmp_path / "out" / "users.jsonl"
+    run(make_destination(INCREMENTAL), records(0, 3))
+    committed = target.read_bytes()
+
+    # What a crash in the middle of the append leaves: the journal and half a line.
+    journal_of(target).write_text(str(len(committed)))
+    with open(target, "ab") as handle:
+        handle.write(b'{"id":"3","extracted_at":"2026-01-01T00:00:00+00:00","da')
+
+    destination = make_destination(INCREMENTAL)
+    destination.begin(None)
+    assert target.read_bytes() == committed
+    assert not journal_of(target).exists()
+
+    destination.write(records(3, 4))
+    destination.commit()
+    destination.finalize(True)
+    assert ids(target) == ["0", "1", "2", "3"]
+
+
+def test_finalize_without_begin_is_harmless(make_destination: MakeDestination):
+    make_destination(FULL).finalize(False)
+
+
+def test_check_connection_accepts_a_writable_directory(
+    make_destination: MakeDestination, tmp_path: Path
+):
+    template = str(tmp_path / "not" / "yet" / "there" / "{stream}.jsonl")
+    assert make_destination(FULL, path=template).check_connection() == (True, None)
+    assert not (tmp_path / "not").exists()  # checking creates nothing
+
+
+def test_check_connection_reports_a_read_only_directory(
+    make_destination: MakeDestination, tmp_path: Path
+):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("running with privileges that ignore directory permissions (root)")
+        ok, reason = make_destination(FULL, path=str(locked / "{stream}.jsonl")).check_connection()
+        assert ok is False
+        assert reason is not None and str(locked) in reason and "not writable" in reason
+    finally:
+        locked.chmod(0o700)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="check_connection stops at the first existing ancestor, a regular file here, "
+    "and reports it writable although no directory can be created under it",
+)
+def test_check_connection_reports_a_path_under_a_regular_file(
+    make_destination: MakeDestination, tmp_path: Path
+):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    destination = make_destination(FULL, path=str(blocker / "sub" / "{stream}.jsonl"))
+
+    # Whatever check_connection says, writing there cannot work.
+    with pytest.raises(OSError):
+        destination.begin(None)
+    destination.finalize(False)
+
+    ok, reason = destination.check_connection()
+    assert ok is False
+    assert reason is not None and str(blocker) in reason
