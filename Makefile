@@ -27,7 +27,11 @@ format: setup
 
 # pytest exits 5 when it collects no test: not a failure of the suite.
 test: lint
+	DAGSTER_HOME= $(BIN)/dagster definitions validate -w workspace.yaml
 	$(BIN)/python -m pytest -q || [ $$? -eq 5 ]
+
+dagster: setup
+	$(BIN)/dagster dev -w workspace.yaml
 
 bench: setup
 	$(BIN)/python benchmarks/throughput.py

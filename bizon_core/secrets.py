@@ -20,7 +20,7 @@ MASK = "***"
 _WHOLE_REF = re.compile(r"^env://([A-Za-z_][A-Za-z0-9_]*)$")
 _INLINE_REF = re.compile(r"\$\{env://([A-Za-z_][A-Za-z0-9_]*)\}")
 SECRET_KEY_PATTERN = re.compile(
-    r"(token|password|passwd|secret|api_?key|credential|cookie|authorization|private_?key|dsn)",
+    r"(token|password|passwd|secret|api[_-]?key|credential|cookie|authorization|private_?key|dsn)",
     re.IGNORECASE,
 )
 # Secrets shorter than this are not redacted inside other text: masking "a" everywhere

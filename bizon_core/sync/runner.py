@@ -211,7 +211,7 @@ class _StreamRun:
             pages = prefetched(pages)
         success = False
         try:
-            destination.begin(checkpoint.destination if checkpoint else None)
+            self._guard(destination.begin, checkpoint.destination if checkpoint else None)
             with PagedCollection() as collection:
                 for page in pages:
                     self._write(page, destination, context, fetched_after, progress)

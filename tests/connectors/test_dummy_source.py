@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from bizon_core.config import load_pipeline
 from bizon_core.discovery import ConnectorKind, get_connector, load_connector_class
+from bizon_core.errors import ConfigError
 from bizon_core.source.models import SourceIncrementalState, SourceRecord
 from bizon_core.source.source import AbstractSource
 
@@ -153,12 +155,6 @@ def test_oauth_client_credentials_obtains_a_token_and_reads(make_source: MakeSou
     assert token.startswith("dummy-oauth-")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AttributeError,
-    reason="the fake API's responses have no `connection`, which the OAuth2 401 retry "
-    "(oauth.py `r.connection.send`) relies on",
-)
 def test_oauth_with_an_unknown_token_refreshes_it(make_source: MakeSource):
     # A token the fake API never issued is answered 401: the authenticator fetches a new one.
     oauth = {"type": "oauth", "params": {**OAUTH["params"], "access_token": "dummy-oauth-stale"}}
@@ -168,46 +164,68 @@ def test_oauth_with_an_unknown_token_refreshes_it(make_source: MakeSource):
     assert source.session.auth.get_access_token() != "dummy-oauth-stale"
 
 
-def test_example_api_key_config_loads(source_class: type[AbstractSource]):
-    pipeline = load_pipeline(EXAMPLES / "dummy.example.yml")
-    assert pipeline.name == "dummy_to_file"
-    assert pipeline.streams == ["creatures"]
-    assert pipeline.source_class is source_class
-    assert pipeline.destination_info.name == "file"
-    config = pipeline.source_configs["creatures"]
-    assert config.sync_mode == "incremental"
-    assert config.cursor_field == "updated_at"
+EXAMPLE_FILES = sorted(EXAMPLES.glob("*.example.yml"))
+CLIENT_SECRET = "a-client-secret-from-the-env"
 
-    source = source_class(config)
+
+def test_the_examples_are_there():
+    assert {p.name for p in EXAMPLE_FILES} >= {"dummy.example.yml", "dummy_oauth.example.yml"}
+
+
+@pytest.mark.parametrize("example", EXAMPLE_FILES, ids=lambda p: p.name)
+def test_example_config_loads_and_reads(
+    example: Path, source_class: type[AbstractSource], monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("DUMMY_CLIENT_SECRET", CLIENT_SECRET)
+    raw = yaml.safe_load(example.read_text(encoding="utf-8"))
+    raw_source = raw["source"]
+
+    pipeline = load_pipeline(example)
+
+    assert pipeline.name == raw["name"]
+    assert pipeline.source_class is source_class
+    assert pipeline.streams == raw_source.get("streams", [raw_source.get("stream")])
+    assert pipeline.destination_info.name == raw["destination"]["name"]
+    for config in pipeline.source_configs.values():
+        assert config.sync_mode == raw_source.get("sync_mode", "full_refresh")
+        assert config.page_size == raw_source.get("page_size", 10)
+        assert config.authentication is not None
+        assert config.authentication.type == raw_source["authentication"]["type"]
+        for key, value in raw_source["authentication"]["params"].items():
+            expected = CLIENT_SECRET if value == "env://DUMMY_CLIENT_SECRET" else value
+            assert getattr(config.authentication.params, key) == expected
+    assert CLIENT_SECRET not in str(pipeline.masked())
+
+    # The example really works against the fake API (api_key or OAuth2 alike).
+    stream = pipeline.streams[-1]
+    source = source_class(pipeline.source_configs[stream])
     try:
         assert source.check_connection() == (True, None)
-    finally:
-        source.close()
-
-
-def test_example_oauth_config_loads(
-    source_class: type[AbstractSource], monkeypatch: pytest.MonkeyPatch
-):
-    monkeypatch.setenv("DUMMY_CLIENT_SECRET", "a-client-secret-from-the-env")
-    pipeline = load_pipeline(EXAMPLES / "dummy_oauth.example.yml")
-    assert pipeline.name == "dummy_oauth_to_logger"
-    assert pipeline.streams == ["creatures", "plants"]
-    assert pipeline.destination_info.name == "logger"
-    config = pipeline.source_configs["plants"]
-    assert config.page_size == 5
-    assert config.authentication.params.client_secret == "a-client-secret-from-the-env"
-    assert "a-client-secret-from-the-env" not in str(pipeline.masked())
-
-    source = source_class(config)
-    try:
         records, _ = read_all(source.get)
     finally:
         source.close()
     assert len(records) == 25
 
 
-def test_every_example_config_is_covered():
-    assert sorted(p.name for p in EXAMPLES.glob("*.example.yml")) == [
-        "dummy.example.yml",
-        "dummy_oauth.example.yml",
-    ]
+def test_oauth_example_with_the_secret_from_the_environment(
+    tmp_path: Path, source_class: type[AbstractSource], monkeypatch: pytest.MonkeyPatch
+):
+    raw = yaml.safe_load((EXAMPLES / "dummy_oauth.example.yml").read_text(encoding="utf-8"))
+    raw["source"]["authentication"]["params"]["client_secret"] = "env://DUMMY_CLIENT_SECRET"
+    example = tmp_path / "oauth.yml"
+    example.write_text(yaml.safe_dump(raw))
+
+    monkeypatch.delenv("DUMMY_CLIENT_SECRET", raising=False)
+    with pytest.raises(ConfigError, match="DUMMY_CLIENT_SECRET"):
+        load_pipeline(example)
+
+    monkeypatch.setenv("DUMMY_CLIENT_SECRET", CLIENT_SECRET)
+    pipeline = load_pipeline(example)
+    config = pipeline.source_configs[pipeline.streams[0]]
+    assert config.authentication.params.client_secret == CLIENT_SECRET
+    assert CLIENT_SECRET not in str(pipeline.masked())
+    source = source_class(config)
+    try:
+        assert len(source.get(None).records) == config.page_size
+    finally:
+        source.close()

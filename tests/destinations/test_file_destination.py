@@ -313,11 +313,6 @@ def test_check_connection_reports_a_read_only_directory(
         locked.chmod(0o700)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="check_connection stops at the first existing ancestor, a regular file here, "
-    "and reports it writable although no directory can be created under it",
-)
 def test_check_connection_reports_a_path_under_a_regular_file(
     make_destination: MakeDestination, tmp_path: Path
 ):

@@ -62,6 +62,8 @@ class FileDestination(AbstractDestination):
         directory = self.path.parent
         while not directory.exists() and directory != directory.parent:
             directory = directory.parent
+        if not directory.is_dir():
+            return False, f"{directory} is a file, so {self.path.parent} cannot be a directory"
         if not os.access(directory, os.W_OK):
             return False, f"{directory} is not writable"
         return True, None
@@ -106,7 +108,7 @@ class FileDestination(AbstractDestination):
         assert self._handle is not None, "begin() was not called"
         self._sync()
         self._handle.close()
-        if self.context.sync_mode is SourceSyncModes.FULL_REFRESH or not self.path.exists():
+        if self.context.sync_mode == SourceSyncModes.FULL_REFRESH or not self.path.exists():
             os.replace(self.partial, self.path)
         else:
             self._append_partial()
@@ -129,7 +131,7 @@ class FileDestination(AbstractDestination):
     def _append_partial(self) -> None:
         # The journal holds the size before the append: a crash mid-append is rolled
         # back by the next run's begin(), and the cursor has not moved yet.
-        self.journal.write_text(str(self.path.stat().st_size))
+        _write_durably(self.journal, str(self.path.stat().st_size).encode())
         with open(self.partial, "rb") as source, open(self.path, "ab") as target:
             while chunk := source.read(1 << 20):
                 target.write(chunk)
@@ -144,6 +146,17 @@ class FileDestination(AbstractDestination):
             with open(self.path, "r+b") as target:
                 target.truncate(size)
             self.journal.unlink()
+
+
+def _write_durably(path: Path, content: bytes) -> None:
+    """Write a small file so that after a crash it holds all of `content` or does not exist."""
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "wb") as handle:
+        handle.write(content)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    _fsync_directory(path.parent)
 
 
 def _fsync_directory(directory: Path) -> None:

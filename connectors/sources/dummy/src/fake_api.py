@@ -66,21 +66,23 @@ class DummyApiAdapter(BaseAdapter):
         authorization = request.headers.get("Authorization", "")
         token = authorization.removeprefix("Bearer ").strip()
         if not token or (token.startswith("dummy-oauth-") and token not in self._issued_tokens):
-            return _response(request, 401, {"error": "unauthorized"})
+            return _response(self, request, 401, {"error": "unauthorized"})
         parts = url.path.removeprefix("/v1/").split("/")
         if parts[0] not in DATA:
-            return _response(request, 404, {"error": f"no such resource {url.path}"})
+            return _response(self, request, 404, {"error": f"no such resource {url.path}"})
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
         items = DATA[parts[0]]
         if "updated_after" in query:
             after = datetime.fromisoformat(query["updated_after"].replace("Z", "+00:00"))
             items = [r for r in items if datetime.fromisoformat(r["updated_at"]) > after]
         if parts[1:] == ["count"]:
-            return _response(request, 200, {"count": len(items)})
+            return _response(self, request, 200, {"count": len(items)})
         start = int(query.get("cursor", "0") or 0)
         end = start + int(query.get("limit", "10"))
         next_cursor = str(end) if end < len(items) else None
-        return _response(request, 200, {"items": items[start:end], "next_cursor": next_cursor})
+        return _response(
+            self, request, 200, {"items": items[start:end], "next_cursor": next_cursor}
+        )
 
     def close(self) -> None:
         self._issued_tokens.clear()
@@ -89,18 +91,21 @@ class DummyApiAdapter(BaseAdapter):
         body = request.body.decode() if isinstance(request.body, bytes) else request.body or ""
         form = {k: v[0] for k, v in parse_qs(body).items()}
         if not form.get("client_id") or not form.get("client_secret"):
-            return _response(request, 401, {"error": "invalid_client"})
+            return _response(self, request, 401, {"error": "invalid_client"})
         token = f"dummy-oauth-{secrets.token_hex(8)}"
         self._issued_tokens.add(token)
-        return _response(request, 200, {"access_token": token, "expires_in": 3600})
+        return _response(self, request, 200, {"access_token": token, "expires_in": 3600})
 
 
-def _response(request: requests.PreparedRequest, status: int, payload: dict) -> requests.Response:
+def _response(
+    adapter: BaseAdapter, request: requests.PreparedRequest, status: int, payload: dict
+) -> requests.Response:
     response = requests.Response()
     response.status_code = status
     response._content = orjson.dumps(payload)
     response.headers["Content-Type"] = "application/json"
     response.url = request.url or ""
     response.request = request
+    response.connection = adapter  # as requests' own adapters do: lets auth hooks resend
     response.encoding = "utf-8"
     return response

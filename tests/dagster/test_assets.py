@@ -1,0 +1,195 @@
+"""The asset factory on a real DagsterInstance, against a real local API server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import orjson
+
+from bizon_core.testing import Fault
+from bizon_dagster import BizonStream, BizonTranslator, bizon_assets
+
+USERS = dg.AssetKey(["paged", "users"])
+ORDERS = dg.AssetKey(["paged", "orders"])
+
+
+def metadata(instance: dg.DagsterInstance, key: dg.AssetKey) -> dict:
+    event = instance.get_latest_materialization_event(key)
+    assert event is not None
+    return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+
+
+def ids(path: Path) -> list[str]:
+    return [orjson.loads(line)["id"] for line in path.read_bytes().splitlines()]
+
+
+def test_specs_show_keys_group_kinds_and_no_secret(make_pipeline, monkeypatch):
+    monkeypatch.setenv("PAGED_TOKEN", "tok-3xyz-secret")
+    pipeline = make_pipeline(
+        source={"authentication": {"type": "bearer", "params": {"token": "env://PAGED_TOKEN"}}}
+    )
+    assets = bizon_assets(pipeline)
+    specs = {spec.key: spec for spec in assets.specs}
+    assert set(specs) == {USERS, ORDERS}
+    users = specs[USERS]
+    assert users.group_name == "paged"
+    assert users.kinds == {"bizon", "file"}
+    assert "Reads a collection of the fake API server" in users.description
+    assert users.metadata["bizon/sync_mode"] == "incremental"
+    assert users.metadata["bizon/cursor_field"] == "updated_at"
+    assert assets.op.pool == "bizon_paged_sync"
+    assert "tok-3xyz-secret" not in repr(assets.specs) + repr(assets.op.tags)
+
+
+def test_translator_changes_keys_and_owners(make_pipeline):
+    class Prefixed(BizonTranslator):
+        def get_asset_spec(self, stream: BizonStream) -> dg.AssetSpec:
+            spec = super().get_asset_spec(stream)
+            return spec.replace_attributes(
+                key=spec.key.with_prefix("raw"), owners=["team:data"], group_name="ingest"
+            )
+
+    assets = bizon_assets(make_pipeline(), translator=Prefixed())
+    spec = next(s for s in assets.specs if s.key == USERS.with_prefix("raw"))
+    assert (spec.owners, spec.group_name) == (["team:data"], "ingest")
+
+
+def test_second_materialization_reads_the_cursor_from_the_first(
+    make_pipeline, instance, server, api, tmp_path
+):
+    assets = bizon_assets(make_pipeline())
+    assert dg.materialize([assets], instance=instance, selection=[USERS]).success
+    first = metadata(instance, USERS)
+    assert first["dagster/row_count"] == 25
+    assert first["bizon/fetched_after"] == "(full fetch)"
+
+    api.upsert("users", {**api.get("users", 4), "name": "changed"})
+    assert dg.materialize([assets], instance=instance, selection=[USERS]).success
+    second = metadata(instance, USERS)
+    assert second["dagster/row_count"] == 1
+    assert second["bizon/fetched_after"] == first["bizon/last_run"]
+    assert second["bizon/last_run"] > first["bizon/last_run"]
+    incremental = [r for r in server.requests if r.query.get("updated_after")]
+    assert (
+        incremental
+        and incremental[0].query["updated_after"].replace(" ", "+") == first["bizon/last_run"]
+    )
+    assert ids(tmp_path / "out/paged_sync/users.jsonl") == [str(i) for i in range(1, 26)] + ["4"]
+
+
+def test_an_incremental_run_that_finds_nothing_still_materializes(make_pipeline, instance):
+    assets = bizon_assets(make_pipeline())
+    dg.materialize([assets], instance=instance, selection=[USERS])
+    first = metadata(instance, USERS)
+    dg.materialize([assets], instance=instance, selection=[USERS])
+    second = metadata(instance, USERS)
+    assert second["dagster/row_count"] == 0
+    assert second["bizon/last_run"] > first["bizon/last_run"]
+
+
+def test_subset_selection_runs_only_the_selected_streams(make_pipeline, instance, server):
+    assets = bizon_assets(make_pipeline())
+    result = dg.materialize([assets], instance=instance, selection=[ORDERS])
+    assert result.success
+    assert [e.asset_key for e in result.get_asset_materialization_events()] == [ORDERS]
+    assert not [r for r in server.requests if "/users" in r.path]
+    assert instance.get_latest_materialization_event(USERS) is None
+
+
+def test_a_failed_stream_keeps_its_cursor_and_the_retry_resumes_without_duplicates(
+    make_pipeline, instance, server, tmp_path
+):
+    pipeline = make_pipeline(
+        source={"streams": ["users"], "page_size": 5},
+        destination={"config": {"path": str(tmp_path / "users.jsonl"), "flush_every": 5}},
+    )
+    assets = bizon_assets(pipeline)
+    assert dg.materialize([assets], instance=instance).success
+    before = metadata(instance, USERS)
+    for i in range(26, 41):
+        server.api.upsert("users", {"id": i, "name": f"new-{i}"})
+
+    server.inject(Fault(status=500, path="/cursor/users", nth=3))
+    failed = dg.materialize([assets], instance=instance, raise_on_error=False)
+    assert not failed.success
+    assert metadata(instance, USERS) == before
+    observations = instance.fetch_observations(USERS, limit=1).records
+    checkpoint = observations[0].event_log_entry.asset_observation.metadata["bizon/checkpoint"]
+    assert checkpoint.value["records"] == 10
+
+    assert dg.materialize([assets], instance=instance).success
+    after = metadata(instance, USERS)
+    assert after["bizon/resumed_after_records"] == 10
+    assert after["dagster/row_count"] == 15
+    assert after["bizon/fetched_after"] == before["bizon/last_run"]
+    assert ids(tmp_path / "users.jsonl") == [str(i) for i in range(1, 41)]
+
+
+def test_a_step_retry_resumes_from_its_checkpoint_in_the_same_run(
+    make_pipeline, instance, server, tmp_path
+):
+    pipeline = make_pipeline(
+        source={"streams": ["users"], "page_size": 5, "sync_mode": "full_refresh"},
+        destination={"config": {"path": str(tmp_path / "users.jsonl"), "flush_every": 5}},
+        retries={"enabled": True, "max_retries": 1, "delay_seconds": 0},
+    )
+    server.inject(Fault(status=503, path="/cursor/users", nth=4))
+    result = dg.materialize([bizon_assets(pipeline)], instance=instance)
+    assert result.success
+    done = metadata(instance, USERS)
+    assert done["bizon/resumed_after_records"] == 15
+    assert done["dagster/row_count"] == 25
+    assert ids(tmp_path / "users.jsonl") == [str(i) for i in range(1, 26)]
+    pages = [r for r in server.requests if r.path == "/cursor/users"]
+    assert len(pages) == 5 + 1  # page 4 failed once, was fetched again; nothing else twice
+
+
+def test_a_checkpoint_older_than_the_last_materialization_is_ignored(
+    make_pipeline, instance, server, tmp_path
+):
+    pipeline = make_pipeline(
+        source={"streams": ["users"], "page_size": 5, "sync_mode": "full_refresh"},
+        destination={"config": {"path": str(tmp_path / "users.jsonl"), "flush_every": 5}},
+    )
+    assets = bizon_assets(pipeline)
+    server.inject(Fault(status=500, path="/cursor/users", nth=3))
+    assert not dg.materialize([assets], instance=instance, raise_on_error=False).success
+    assert dg.materialize([assets], instance=instance).success  # resumes, then commits
+    assert dg.materialize([assets], instance=instance).success
+    last = metadata(instance, USERS)
+    assert "bizon/resumed_after_records" not in last
+    assert last["dagster/row_count"] == 25
+
+
+@dg.asset
+def placeholder() -> None:
+    """A trivial asset, to get the id of a real finished run."""
+
+
+def test_a_stream_held_by_a_running_run_is_not_synced(make_pipeline, instance):
+    assets = bizon_assets(make_pipeline(source={"streams": ["users"]}))
+    slot, step = "bizon/paged_sync/paged/users", "bizon:paged/users"
+    storage = instance.event_log_storage
+    storage.set_concurrency_slots(slot, 1)
+    running = dg.DagsterRun(job_name="elsewhere", status=dg.DagsterRunStatus.STARTED)
+    instance.add_run(running)
+    assert storage.claim_concurrency_slot(slot, running.run_id, step).is_claimed
+
+    blocked = dg.materialize([assets], instance=instance, raise_on_error=False)
+    assert not blocked.success
+    failure = blocked.get_step_failure_events()[0].step_failure_data.error.message
+    assert "stream paged_sync/paged/users is already being synced by another Dagster run" in failure
+    assert instance.get_latest_materialization_event(USERS) is None
+
+
+def test_a_slot_left_by_a_finished_run_is_freed(make_pipeline, instance):
+    assets = bizon_assets(make_pipeline(source={"streams": ["users"]}))
+    slot = "bizon/paged_sync/paged/users"
+    storage = instance.event_log_storage
+    storage.set_concurrency_slots(slot, 1)
+    finished = dg.materialize([placeholder], instance=instance).run_id
+    assert storage.claim_concurrency_slot(slot, finished, "bizon:paged/users").is_claimed
+
+    assert dg.materialize([assets], instance=instance).success
+    assert storage.get_concurrency_info(slot).claimed_slots == []
