@@ -29,6 +29,8 @@ from bizon_dagster.translator import BizonStream, BizonTranslator
 
 #: Seconds between two progress lines in the run logs.
 PROGRESS_INTERVAL = 10.0
+#: Default seconds between two checkpoints (observations) of a stream.
+CHECKPOINT_INTERVAL = 5.0
 
 
 def bizon_assets(
@@ -36,6 +38,7 @@ def bizon_assets(
     *,
     translator: BizonTranslator | None = None,
     name: str | None = None,
+    checkpoint_interval: float = CHECKPOINT_INTERVAL,
 ) -> AssetsDefinition:
     """A `multi_asset` syncing the pipeline's streams, one asset per stream.
 
@@ -43,7 +46,8 @@ def bizon_assets(
     cursor is kept in the metadata of its asset's materializations, and read back from
     the Dagster instance by the next run. The op runs in the concurrency pool
     `bizon_<pipeline>` and retries failed syncs (they resume from their checkpoints) as
-    `retries:` in the YAML says. Example::
+    `retries:` in the YAML says. A checkpoint is recorded at most every
+    `checkpoint_interval` seconds (0: after every durable destination flush). Example::
 
         from bizon_dagster import bizon_assets
         import dagster as dg
@@ -64,7 +68,7 @@ def bizon_assets(
         op_tags={"bizon/pipeline": pipeline.name},
     )
     def _sync(context: AssetExecutionContext) -> Iterator[MaterializeResult]:
-        yield from sync_streams(context, pipeline, keys)
+        yield from sync_streams(context, pipeline, keys, checkpoint_interval)
 
     return _sync
 
@@ -98,14 +102,17 @@ def retry_policy(pipeline: Pipeline) -> RetryPolicy | None:
 
 
 def sync_streams(
-    context: AssetExecutionContext, pipeline: Pipeline, keys: dict[str, AssetKey]
+    context: AssetExecutionContext,
+    pipeline: Pipeline,
+    keys: dict[str, AssetKey],
+    checkpoint_interval: float = CHECKPOINT_INTERVAL,
 ) -> Iterator[MaterializeResult]:
     """Sync every selected stream; one `MaterializeResult` each, then fail if any failed."""
     failed: list[str] = []
     for stream, key in keys.items():
         if key not in context.selected_asset_keys:
             continue
-        store = DagsterStateStore(context, key)
+        store = DagsterStateStore(context, key, checkpoint_interval)
         try:
             result = run_stream(pipeline, stream, store, on_progress=_ProgressLog(context))
         except BizonError as exc:

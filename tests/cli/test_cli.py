@@ -12,6 +12,7 @@ import pytest
 
 from bizon_core.sync.sqlite_store import SqliteStateStore
 from bizon_core.sync.state import StreamKey
+from bizon_core.testing import Fault
 
 REPO = Path(__file__).resolve().parents[2]
 DUMMY_EXAMPLE = REPO / "connectors" / "sources" / "dummy" / "config" / "dummy.example.yml"
@@ -217,6 +218,14 @@ def test_a_failed_run_exits_1_and_changes_nothing(source, fragment, cli, server,
         SqliteStateStore().last_success(StreamKey("test_pipeline", "paged", "users"))
         == state_before
     )
+
+
+def test_a_non_json_answer_exits_1_with_one_line(cli, server, write_pipeline):
+    server.inject(Fault(kind="non_json", path="/cursor/"))
+    code, _, err = cli("run", write_pipeline({"base_url": server.url}))
+    assert code == 1
+    assert_one_line_error(err, "page 1: the API answered with something that is not JSON")
+    assert not Path("out/users.jsonl").exists()
 
 
 def test_secrets_never_reach_output_or_errors(cli, server, write_pipeline, monkeypatch):

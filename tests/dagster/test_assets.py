@@ -29,7 +29,7 @@ def test_specs_show_keys_group_kinds_and_no_secret(make_pipeline, monkeypatch):
     pipeline = make_pipeline(
         source={"authentication": {"type": "bearer", "params": {"token": "env://PAGED_TOKEN"}}}
     )
-    assets = bizon_assets(pipeline)
+    assets = bizon_assets(pipeline, checkpoint_interval=0)
     specs = {spec.key: spec for spec in assets.specs}
     assert set(specs) == {USERS, ORDERS}
     users = specs[USERS]
@@ -104,7 +104,7 @@ def test_a_failed_stream_keeps_its_cursor_and_the_retry_resumes_without_duplicat
         source={"streams": ["users"], "page_size": 5},
         destination={"config": {"path": str(tmp_path / "users.jsonl"), "flush_every": 5}},
     )
-    assets = bizon_assets(pipeline)
+    assets = bizon_assets(pipeline, checkpoint_interval=0)
     assert dg.materialize([assets], instance=instance).success
     before = metadata(instance, USERS)
     for i in range(26, 41):
@@ -135,7 +135,7 @@ def test_a_step_retry_resumes_from_its_checkpoint_in_the_same_run(
         retries={"enabled": True, "max_retries": 1, "delay_seconds": 0},
     )
     server.inject(Fault(status=503, path="/cursor/users", nth=4))
-    result = dg.materialize([bizon_assets(pipeline)], instance=instance)
+    result = dg.materialize([bizon_assets(pipeline, checkpoint_interval=0)], instance=instance)
     assert result.success
     done = metadata(instance, USERS)
     assert done["bizon/resumed_after_records"] == 15
@@ -152,7 +152,7 @@ def test_a_checkpoint_older_than_the_last_materialization_is_ignored(
         source={"streams": ["users"], "page_size": 5, "sync_mode": "full_refresh"},
         destination={"config": {"path": str(tmp_path / "users.jsonl"), "flush_every": 5}},
     )
-    assets = bizon_assets(pipeline)
+    assets = bizon_assets(pipeline, checkpoint_interval=0)
     server.inject(Fault(status=500, path="/cursor/users", nth=3))
     assert not dg.materialize([assets], instance=instance, raise_on_error=False).success
     assert dg.materialize([assets], instance=instance).success  # resumes, then commits
