@@ -33,6 +33,7 @@ class Measure:
     name: str
     records: int
     seconds: float
+    cpu_seconds: float
     peak_rss_mb: float
 
     @property
@@ -51,7 +52,7 @@ def measure(name: str, argv: list[str], records: int, env: dict[str, str] | None
             stderr.seek(0)
             tail = stderr.read()[-2000:].decode(errors="replace")
             raise SystemExit(f"{name} failed:\n{tail}")
-    return Measure(name, records, seconds, usage.ru_maxrss / 1024)
+    return Measure(name, records, seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
 
 
 def start_server(records: int, page_size: int) -> tuple[subprocess.Popen, str]:
@@ -130,9 +131,12 @@ def main() -> int:
             baseline, bizon, dagster = run_size(records, args.page_size, Path(tmp))
         results.append((baseline, bizon, dagster))
         print(f"\n{records:,} records, {args.page_size:,} per page")
-        print(f"{'subject':<12} {'records/s':>12} {'seconds':>9} {'peak RSS MB':>12}")
+        print(f"{'subject':<12} {'records/s':>12} {'seconds':>9} {'CPU s':>7} {'peak RSS MB':>12}")
         for m in (baseline, bizon, dagster):
-            print(f"{m.name:<12} {m.rate:>12,.0f} {m.seconds:>9.2f} {m.peak_rss_mb:>12.1f}")
+            print(
+                f"{m.name:<12} {m.rate:>12,.0f} {m.seconds:>9.2f} {m.cpu_seconds:>7.2f} "
+                f"{m.peak_rss_mb:>12.1f}"
+            )
         print(f"bizon / bare loop: {bizon.rate / baseline.rate:.2f} of the throughput")
         print(
             f"dagster / bizon: {dagster.seconds / bizon.seconds:.2f} of the wall time, "
