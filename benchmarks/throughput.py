@@ -60,7 +60,7 @@ def start_server(records: int, page_size: int) -> tuple[subprocess.Popen, str]:
         [
             sys.executable,
             "-m",
-            "bizon_core.testing.server",
+            "bizon_core.testing",
             "--bench-records",
             str(records),
             "--page-size",

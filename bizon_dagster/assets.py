@@ -124,7 +124,7 @@ def sync_streams(
             f"{stream}: {result.records:,} records in {result.pages:,} pages, "
             f"{result.duration_seconds:.1f}s ({result.records_per_second:,.0f} records/s)"
         )
-        yield MaterializeResult(asset_key=key, metadata=result_metadata(result, store))
+        yield MaterializeResult(asset_key=key, metadata=result_metadata(result))
     if failed:
         # `from None`: the chained exceptions may quote URLs or values the message masks.
         raise Failure(
@@ -134,11 +134,10 @@ def sync_streams(
         ) from None
 
 
-def result_metadata(result: RunResult, store: DagsterStateStore) -> dict[str, Any]:
+def result_metadata(result: RunResult) -> dict[str, Any]:
     """The materialization metadata: the cursor, and what the run did."""
-    assert store.committed is not None, "the runner commits before returning"
     metadata: dict[str, Any] = {
-        **success_metadata(store.committed),
+        **success_metadata(result.run),
         "dagster/row_count": result.records,
         "bizon/pages": result.pages,
         "bizon/duration_seconds": round(result.duration_seconds, 3),

@@ -79,7 +79,6 @@ class DagsterStateStore:
         self.instance = context.instance
         self.asset_key = asset_key
         self.checkpoint_interval = checkpoint_interval
-        self.committed: SuccessfulRun | None = None
         self._last_checkpoint = time.monotonic()
 
     def last_success(self, key: StreamKey) -> SuccessfulRun | None:
@@ -160,8 +159,8 @@ class DagsterStateStore:
         )
 
     def commit(self, key: StreamKey, run: SuccessfulRun) -> None:
-        # The asset yields the MaterializeResult that records this, once the runner returns.
-        self.committed = run
+        """Nothing to write here: the asset yields the `MaterializeResult` that records
+        `run` (see `success_metadata`) once the runner returns."""
 
     def _claim(self, slot: str, run_id: str, step_key: str) -> bool:
         storage = self.instance.event_log_storage

@@ -63,22 +63,28 @@ class RunProgress:
 
 @dataclass(frozen=True)
 class RunResult:
-    """What a successful stream run did."""
+    """What a successful stream run did; `run` is what was committed to the state store."""
 
     key: StreamKey
-    run_id: str
-    started_at: datetime
-    finished_at: datetime
-    #: The mode actually used (an incremental request may fall back to full refresh).
-    sync_mode: SourceSyncModes
-    records: int
-    pages: int
+    run: SuccessfulRun
     duration_seconds: float
     #: `last_run` the source fetched after, None for a full fetch.
     fetched_after: datetime | None
     resumed_from: Checkpoint | None
-    cursor_field: str | None
     destination: dict[str, Any]
+
+    @property
+    def records(self) -> int:
+        return self.run.records
+
+    @property
+    def pages(self) -> int:
+        return self.run.pages
+
+    @property
+    def sync_mode(self) -> SourceSyncModes:
+        """The mode actually used (an incremental request may fall back to full refresh)."""
+        return self.run.sync_mode
 
     @property
     def records_per_second(self) -> float:
@@ -155,31 +161,22 @@ class _StreamRun:
             self._load(source, destination, context, checkpoint, fetched_after, progress)
         finally:
             source.close()
-        finished_at = datetime.now(UTC)
-        self.store.commit(
-            self.key,
-            SuccessfulRun(
-                run_id=run_id,
-                started_at=started_at,
-                finished_at=finished_at,
-                sync_mode=mode,
-                records=progress.records,
-                pages=progress.pages,
-                cursor_field=self.source_config.cursor_field,
-            ),
-        )
-        return RunResult(
-            key=self.key,
+        run = SuccessfulRun(
             run_id=run_id,
             started_at=started_at,
-            finished_at=finished_at,
+            finished_at=datetime.now(UTC),
             sync_mode=mode,
             records=progress.records,
             pages=progress.pages,
+            cursor_field=self.source_config.cursor_field,
+        )
+        self.store.commit(self.key, run)
+        return RunResult(
+            key=self.key,
+            run=run,
             duration_seconds=progress.elapsed,
             fetched_after=fetched_after,
             resumed_from=checkpoint,
-            cursor_field=self.source_config.cursor_field,
             destination=destination.describe(),
         )
 

@@ -28,7 +28,7 @@ Endpoints, for a collection `c` (records in id order, `updated_after` keeps the 
 The benchmark server runs in its own process and serves pre-encoded pages
 `GET /bench?page=N` -> `{"items": [...], "next_page": N + 1 | null}`::
 
-    python -m bizon_core.testing.server --bench-records 1000000 --page-size 1000 [--port 0]
+    python -m bizon_core.testing --bench-records 1000000 --page-size 1000 [--port 0]
 
 prints `READY http://127.0.0.1:PORT` and serves until SIGTERM or SIGINT.
 """
@@ -59,16 +59,6 @@ from typing import Any, Literal, Self, get_args
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import orjson
-
-__all__ = [
-    "FakeApi",
-    "FakeApiServer",
-    "Fault",
-    "RecordedRequest",
-    "StaticPagesServer",
-    "build_bench_pages",
-    "make_records",
-]
 
 Records = list[dict[str, Any]]
 HOST = "127.0.0.1"
@@ -275,6 +265,11 @@ class RecordedRequest:
     query: dict[str, str]
     headers: dict[str, str]
     body: bytes
+
+    @property
+    def form(self) -> dict[str, str]:
+        """The body as a form (`application/x-www-form-urlencoded`)."""
+        return dict(parse_qsl(self.body.decode()))
 
 
 class _LocalServer(ThreadingHTTPServer):
@@ -741,7 +736,3 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.server_close()
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -25,8 +25,11 @@ IMPORT_EVERYTHING = textwrap.dedent(
     import bizon_core.cli
     from bizon_core.discovery import ConnectorKind, discover, load_connector_class
 
+    # __main__ modules are entry points: importing one runs it.
     modules = [
-        info.name for info in pkgutil.walk_packages(bizon_core.__path__, "bizon_core.")
+        info.name
+        for info in pkgutil.walk_packages(bizon_core.__path__, "bizon_core.")
+        if not info.name.endswith(".__main__")
     ]
     for name in modules:
         importlib.import_module(name)

@@ -16,6 +16,8 @@ from urllib.parse import parse_qsl, urlsplit
 import orjson
 import pytest
 
+from bizon_core.testing import RecordedRequest
+
 
 @dataclass
 class Reply:
@@ -37,28 +39,13 @@ class Reply:
         return orjson.dumps(self.body)
 
 
-@dataclass
-class Received:
-    """A request as the server received it."""
-
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: bytes
-
-    @property
-    def form(self) -> dict[str, str]:
-        return dict(parse_qsl(self.body.decode()))
-
-
 class ScriptedServer:
     """`ThreadingHTTPServer` in a thread. `add(path, ...)` queues an answer of a path, e.g.
     `scripted.add("/x", 429, headers={"Retry-After": "1"}).add("/x", 200, {"ok": True})`;
     a path without a queued answer answers 418."""
 
     def __init__(self) -> None:
-        self.requests: list[Received] = []
+        self.requests: list[RecordedRequest] = []
         self._replies: dict[str, deque[Reply]] = defaultdict(deque)
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -84,10 +71,10 @@ class ScriptedServer:
             self._replies[path].append(reply)
         return self
 
-    def received(self, path: str) -> list[Received]:
+    def received(self, path: str) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path == path]
 
-    def next_reply(self, request: Received) -> Reply:
+    def next_reply(self, request: RecordedRequest) -> Reply:
         with self._lock:
             self.requests.append(request)
             queue = self._replies[request.path]
@@ -109,7 +96,7 @@ def _handler(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
         def _answer(self) -> None:
             url = urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)
-            request = Received(
+            request = RecordedRequest(
                 method=self.command,
                 path=url.path,
                 query=dict(parse_qsl(url.query)),

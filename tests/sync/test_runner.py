@@ -110,10 +110,10 @@ def test_incremental_fetches_only_what_changed(server, api, write_pipeline, stor
     api.upsert("users", {**api.get("users", 3), "name": "changed"})
     api.upsert("users", {"id": 26, "name": "new"})
     second = run_stream(pipeline, "users", store)
-    assert second.fetched_after == first.started_at
+    assert second.fetched_after == first.run.started_at
     assert second.records == 2
     assert read_ids(output) == [str(i) for i in range(1, 26)] + ["3", "26"]
-    assert store.last_success(KEY).started_at == second.started_at
+    assert store.last_success(KEY) == second.run
 
 
 def test_incremental_without_get_records_after_falls_back_to_full_refresh(

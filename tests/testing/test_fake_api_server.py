@@ -414,7 +414,7 @@ def test_static_pages_server(session: requests.Session) -> None:
 def test_bench_entry_point() -> None:
     argv = ["--bench-records", "50", "--page-size", "20"]
     with subprocess.Popen(
-        [sys.executable, "-m", "bizon_core.testing.server", *argv],
+        [sys.executable, "-m", "bizon_core.testing", *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
