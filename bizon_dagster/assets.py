@@ -17,6 +17,8 @@ from dagster import (
     MaterializeResult,
     MetadataValue,
     RetryPolicy,
+    TableColumn,
+    TableSchema,
     multi_asset,
 )
 
@@ -136,9 +138,12 @@ def sync_streams(
 
 def result_metadata(result: RunResult) -> dict[str, Any]:
     """The materialization metadata: the cursor, and what the run did."""
+    destination = mask(result.destination)
     metadata: dict[str, Any] = {
         **success_metadata(result.run),
-        "dagster/row_count": result.records,
+        # A table's row count when the destination knows it, else the records synced.
+        "dagster/row_count": destination.pop("row_count", result.records),
+        "bizon/records": result.records,
         "bizon/pages": result.pages,
         "bizon/duration_seconds": round(result.duration_seconds, 3),
         "bizon/records_per_second": round(result.records_per_second, 1),
@@ -148,7 +153,12 @@ def result_metadata(result: RunResult) -> dict[str, Any]:
     }
     if result.resumed_from is not None:
         metadata["bizon/resumed_after_records"] = result.resumed_from.records
-    for name, value in mask(result.destination).items():
+    if "table_name" in destination:
+        metadata["dagster/table_name"] = destination.pop("table_name")
+    if "columns" in destination:
+        columns = [TableColumn(c["name"], c["type"]) for c in destination.pop("columns")]
+        metadata["dagster/column_schema"] = TableSchema(columns=columns)
+    for name, value in destination.items():
         metadata[f"bizon/destination_{name}"] = (
             MetadataValue.path(value) if name == "path" else MetadataValue.text(str(value))
         )

@@ -62,7 +62,7 @@ def read_success(instance: DagsterInstance, asset_key: AssetKey) -> SuccessfulRu
         started_at=datetime.fromisoformat(_value(metadata, LAST_RUN)),
         finished_at=datetime.fromtimestamp(event.timestamp, UTC),
         sync_mode=SourceSyncModes(_value(metadata, "bizon/sync_mode", "full_refresh")),
-        records=int(_value(metadata, "dagster/row_count", 0)),
+        records=int(_value(metadata, "bizon/records", 0)),
         pages=int(_value(metadata, "bizon/pages", 0)),
         cursor_field=_value(metadata, "bizon/cursor_field", "") or None,
         state=_value(metadata, "bizon/state", {}) or {},
