@@ -32,6 +32,7 @@ def make_destination(tmp_path: Path) -> MakeDestination:
         sync_mode: SourceSyncModes = FULL,
         path: str | None = None,
         stream: str = "users",
+        run_id: str = "run-1",
         **config: Any,
     ) -> AbstractDestination:
         config_class = destination_class.get_config_class()
@@ -43,7 +44,7 @@ def make_destination(tmp_path: Path) -> MakeDestination:
             source="src",
             stream=stream,
             sync_mode=sync_mode,
-            run_id="run-1",
+            run_id=run_id,
             started_at=datetime.now(UTC),
         )
         return destination_class(destination_config, context)
@@ -225,14 +226,14 @@ def test_resume_of_an_incremental_run_appends_only_once(
     target = tmp_path / "out" / "users.jsonl"
     run(make_destination(INCREMENTAL), records(0, 2))
 
-    first = make_destination(INCREMENTAL, flush_every=2)
+    first = make_destination(INCREMENTAL, run_id="run-2", flush_every=2)
     first.begin(None)
     marker = first.write(records(2, 4))
     first.write(records(4, 5))
     first.finalize(False)
     assert ids(target) == ["0", "1"]
 
-    second = make_destination(INCREMENTAL, flush_every=2)
+    second = make_destination(INCREMENTAL, run_id="run-2", flush_every=2)
     second.begin(marker)
     second.write(records(4, 6))
     second.commit()
@@ -270,7 +271,7 @@ def test_an_interrupted_incremental_commit_is_rolled_back_by_the_next_begin(
     committed = target.read_bytes()
 
     # What a crash in the middle of the append leaves: the journal and half a line.
-    journal_of(target).write_text(str(len(committed)))
+    journal_of(target).write_bytes(orjson.dumps({"run_id": "run-2", "size": len(committed)}))
     with open(target, "ab") as handle:
         handle.write(b'{"id":"3","extracted_at":"2026-01-01T00:00:00+00:00","da')
 
@@ -282,6 +283,37 @@ def test_an_interrupted_incremental_commit_is_rolled_back_by_the_next_begin(
     destination.write(records(3, 4))
     destination.commit()
     destination.finalize(True)
+    assert ids(target) == ["0", "1", "2", "3"]
+
+
+def test_an_interrupted_replace_is_finished_by_the_next_begin(
+    make_destination: MakeDestination, tmp_path: Path
+):
+    target = tmp_path / "out" / "users.jsonl"
+    run(make_destination(FULL, run_id="run-1"), records(0, 2))
+    # A crash after the rename and before the committed marker: journal, no partial.
+    journal_of(target).write_bytes(orjson.dumps({"run_id": "run-2"}))
+    resumed = make_destination(FULL, run_id="run-2")
+    resumed.begin({"offset": 0})
+    assert resumed.write(records(5, 6)) is None  # committed already: nothing rewritten
+    resumed.commit()
+    resumed.finalize(True)
+    assert ids(target) == ["0", "1"]
+    assert not journal_of(target).exists()
+
+
+def test_a_committed_run_resumed_writes_nothing_twice(
+    make_destination: MakeDestination, tmp_path: Path
+):
+    target = tmp_path / "out" / "users.jsonl"
+    run(make_destination(INCREMENTAL, run_id="run-1"), records(0, 2))
+    run(make_destination(INCREMENTAL, run_id="run-2"), records(2, 4))
+    # The cursor of run-2 did not move (a crash after commit): the runner resumes it.
+    resumed = make_destination(INCREMENTAL, run_id="run-2")
+    resumed.begin({"offset": 0})
+    resumed.write(records(3, 4))
+    resumed.commit()
+    resumed.finalize(True)
     assert ids(target) == ["0", "1", "2", "3"]
 
 

@@ -162,3 +162,40 @@ def test_two_runs_of_one_stream_never_interleave(server, write_pipeline, store, 
     with store.lock(KEY), pytest.raises(StateError, match="already being synced"):
         run_stream(pipeline, "users", store)
     assert not output.exists()
+
+
+class CrashingStore(SqliteStateStore):
+    """A real state store that fails once at a chosen step, as a crash there would."""
+
+    def __init__(self, path: Path, fail_on: str):
+        super().__init__(path)
+        self.fail_on = fail_on
+
+    def commit(self, key, run):
+        if self.fail_on == "commit":
+            self.fail_on = ""
+            raise StateError("crash between the destination's commit and the cursor's")
+        super().commit(key, run)
+
+
+def test_a_crash_between_destination_commit_and_cursor_commit_loses_and_duplicates_nothing(
+    server, api, write_pipeline, tmp_path, output
+):
+    store = CrashingStore(tmp_path / "state.db", fail_on="")
+    destination = {"name": "file", "config": {"path": str(output), "flush_every": 10}}
+    pipeline = load_pipeline(
+        write_pipeline({"base_url": server.url, "sync_mode": "incremental"}, destination)
+    )
+    run_stream(pipeline, "users", store)
+    api.upsert("users", {"id": 26, "name": "new"})
+    for i in range(27, 40):
+        api.upsert("users", {"id": i, "name": "new"})
+    store.fail_on = "commit"
+    with pytest.raises(StateError, match="crash between"):
+        run_stream(pipeline, "users", store)
+    assert len(read_ids(output)) == 25 + 14  # the data was committed, the cursor was not
+
+    resumed = run_stream(pipeline, "users", store)
+    assert resumed.resumed_from is not None
+    assert read_ids(output) == [str(i) for i in range(1, 40)]
+    assert store.last_success(KEY) == resumed.run

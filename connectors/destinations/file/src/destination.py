@@ -36,9 +36,14 @@ class FileDestination(AbstractDestination):
     """Writes each record as `{"id", "extracted_at", "data"}` on one line.
 
     Records go to `<path>.partial` first. A full refresh renames it over `<path>` on
-    commit; an incremental run appends it to `<path>` (crash-safe, with a journal of
-    the size before). Until commit, `<path>` is untouched; after a failure the partial
-    file stays so that the next run can resume from the last checkpoint.
+    commit; an incremental run appends it to `<path>`. Until commit, `<path>` is
+    untouched; after a failure the partial file stays so that the next run can resume
+    from the last checkpoint.
+
+    A commit is crash-safe: a journal (`<path>.commit`) written first says which run is
+    committing (and, to append, the size before), and `<path>.committed` names the last
+    run committed. The next `begin()` finishes or rolls back an interrupted commit, and a
+    resumed run that was in fact committed writes nothing again.
     """
 
     def __init__(self, config: FileDestinationConfig, context: Any):
@@ -51,8 +56,10 @@ class FileDestination(AbstractDestination):
         )
         self.partial = self.path.with_name(self.path.name + ".partial")
         self.journal = self.path.with_name(self.path.name + ".commit")
+        self.committed_marker = self.path.with_name(self.path.name + ".committed")
         self._handle: IO[bytes] | None = None
         self._unflushed = 0
+        self._already_committed = False
 
     @staticmethod
     def get_config_class() -> type[DestinationConfig]:
@@ -70,7 +77,11 @@ class FileDestination(AbstractDestination):
 
     def begin(self, resume: dict[str, Any] | None) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._roll_back_interrupted_commit()
+        self._recover_interrupted_commit()
+        if resume is not None and self._committed_run() == self.context.run_id:
+            # The run committed, then stopped before its cursor moved: nothing to redo.
+            self._already_committed = True
+            return
         if resume is None:
             self._handle = open(self.partial, "wb")  # noqa: SIM115 - closed in finalize
             return
@@ -85,6 +96,8 @@ class FileDestination(AbstractDestination):
         self._handle.seek(offset)
 
     def write(self, records: Sequence[SourceRecord]) -> dict[str, Any] | None:
+        if self._already_committed:
+            return None
         assert self._handle is not None, "begin() was not called"
         dumps = orjson.dumps
         extracted_at = dumps(datetime.now(UTC).isoformat())
@@ -105,14 +118,23 @@ class FileDestination(AbstractDestination):
         return {"offset": self._sync()}
 
     def commit(self) -> None:
+        if self._already_committed:
+            return
         assert self._handle is not None, "begin() was not called"
         self._sync()
         self._handle.close()
+        run_id = self.context.run_id
         if self.context.sync_mode == SourceSyncModes.FULL_REFRESH or not self.path.exists():
+            _write_durably(self.journal, orjson.dumps({"run_id": run_id}))
             os.replace(self.partial, self.path)
+            _fsync_directory(self.path.parent)
         else:
+            size = self.path.stat().st_size
+            _write_durably(self.journal, orjson.dumps({"run_id": run_id, "size": size}))
             self._append_partial()
-        _fsync_directory(self.path.parent)
+        _write_durably(self.committed_marker, run_id.encode())
+        self.partial.unlink(missing_ok=True)
+        self.journal.unlink()
 
     def finalize(self, success: bool) -> None:
         if self._handle is not None and not self._handle.closed:
@@ -129,23 +151,31 @@ class FileDestination(AbstractDestination):
         return self._handle.tell()
 
     def _append_partial(self) -> None:
-        # The journal holds the size before the append: a crash mid-append is rolled
-        # back by the next run's begin(), and the cursor has not moved yet.
-        _write_durably(self.journal, str(self.path.stat().st_size).encode())
         with open(self.partial, "rb") as source, open(self.path, "ab") as target:
             while chunk := source.read(1 << 20):
                 target.write(chunk)
             target.flush()
             os.fsync(target.fileno())
-        self.partial.unlink()
-        self.journal.unlink()
 
-    def _roll_back_interrupted_commit(self) -> None:
-        if self.journal.exists():
-            size = int(self.journal.read_text())
-            with open(self.path, "r+b") as target:
-                target.truncate(size)
-            self.journal.unlink()
+    def _committed_run(self) -> str | None:
+        return self.committed_marker.read_text() if self.committed_marker.exists() else None
+
+    def _recover_interrupted_commit(self) -> None:
+        """Finish or undo a commit that a crash interrupted (see the class docstring)."""
+        if not self.journal.exists():
+            return
+        journal = orjson.loads(self.journal.read_bytes())
+        finished = self._committed_run() == journal["run_id"]
+        if not finished and "size" in journal:
+            with open(self.path, "r+b") as target:  # a partly appended run: cut it off
+                target.truncate(journal["size"])
+        elif not finished and not self.partial.exists():
+            # The rename happened, the marker was not written yet.
+            _write_durably(self.committed_marker, journal["run_id"].encode())
+            finished = True
+        if finished:
+            self.partial.unlink(missing_ok=True)
+        self.journal.unlink()
 
 
 def _write_durably(path: Path, content: bytes) -> None:
