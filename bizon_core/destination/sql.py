@@ -80,7 +80,8 @@ class SqlDestinationConfig(DestinationConfig):
     table: str | None = Field(default=None, description="Table name; default: the stream's.")
     write_disposition: WriteDisposition | None = Field(
         default=None,
-        description="replace, merge or append; default: replace for full refresh, merge for incremental.",
+        description="replace, merge or append; default: replace for full refresh, "
+        "merge for incremental.",
     )
     batch_size: int = Field(
         default=50_000, gt=0, description="Records per staging write (each one a checkpoint)."
