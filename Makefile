@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 EXAMPLE ?= connectors/sources/dummy/config/dummy.example.yml
 
-.PHONY: setup run test lint format bench dagster clean
+.PHONY: setup run test lint format bench dagster postgres clean
 
 setup: $(VENV)/.installed
 
@@ -25,8 +25,12 @@ format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# The PostgreSQL tests start their own throw-away server from the installed binaries.
+postgres:
+	bash scripts/ensure_postgres.sh
+
 # pytest exits 5 when it collects no test: not a failure of the suite.
-test: lint
+test: lint postgres
 	DAGSTER_HOME= $(BIN)/dagster definitions validate -w workspace.yaml
 	$(BIN)/python -m pytest -q || [ $$? -eq 5 ]
 

@@ -214,7 +214,9 @@ def _selected_streams(pipeline: Pipeline, requested: list[str] | None) -> list[s
 
 
 def _summary(result: RunResult) -> str:
-    where = ", ".join(f"{k}={v}" for k, v in result.destination.items())
+    where = ", ".join(
+        f"{k}={v}" for k, v in result.destination.items() if isinstance(v, str | int | float)
+    )
     mode = result.sync_mode.value.replace("_", " ")
     if result.fetched_after is not None:
         mode += f" after {result.fetched_after.isoformat(timespec='seconds')}"

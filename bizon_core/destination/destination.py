@@ -35,8 +35,14 @@ class AbstractDestination(ABC):
         write(records) -> marker for each page; a marker (a small JSON-able dict) means
                                  everything written so far is durable and the run may be
                                  resumed from there
+        flush() -> marker        once all pages are written: make them all durable
         commit()                 make everything visible (atomic swap, merge, rename)
         finalize(success)        always last: release resources
+
+    The marker of `flush()` is recorded before `commit()`, so that a run that stops
+    between its commit and its cursor's is resumed under the same run id, and a
+    destination that remembers committed runs (see `bizon_core.destination.sql`) does
+    not commit it twice.
 
     A run that fails before `commit()` returns must leave what readers see unchanged.
     """
@@ -63,6 +69,10 @@ class AbstractDestination(ABC):
     @abstractmethod
     def write(self, records: Sequence[SourceRecord]) -> dict[str, Any] | None:
         """Write one page of records; return a resume marker when they are durable."""
+
+    def flush(self) -> dict[str, Any] | None:
+        """Make every record written so far durable; return its resume marker, or None."""
+        return None
 
     @abstractmethod
     def commit(self) -> None:

@@ -90,6 +90,8 @@ class SqlDestinationConfig(DestinationConfig):
     @field_validator("table")
     @classmethod
     def _valid_table(cls, value: str | None) -> str | None:
+        if value is not None and value.startswith("_bizon_"):
+            raise ValueError(f"table {value!r}: names starting with _bizon_ are bizon's own")
         return None if value is None else check_identifier(value, "table")
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -198,14 +198,18 @@ class _StreamRun:
                 return source.get_records_after(state, pagination)
         else:
             fetch = source.get
-        pages = iterate_pages(
-            fetch,
-            checkpoint.pagination if checkpoint else None,
-            self.label,
-            first_number=progress.pages + 1,
-        )
-        if destination.supports_background_fetch:
-            pages = prefetched(pages)
+        if checkpoint is not None and not checkpoint.pagination:
+            # Every page was written before the stop: only the commit is left.
+            pages: Generator[Page, None, None] = (page for page in ())
+        else:
+            pages = iterate_pages(
+                fetch,
+                checkpoint.pagination if checkpoint else None,
+                self.label,
+                first_number=progress.pages + 1,
+            )
+            if destination.supports_background_fetch:
+                pages = prefetched(pages)
         success = False
         try:
             self._guard(destination.begin, checkpoint.destination if checkpoint else None)
@@ -213,6 +217,9 @@ class _StreamRun:
                 for page in pages:
                     self._write(page, destination, context, fetched_after, progress)
                     collection.page_done()
+            marker = self._guard(destination.flush)
+            if marker is not None:
+                self._checkpoint({}, marker, context, fetched_after, progress)
             self._guard(destination.commit)
             success = True
         finally:
@@ -237,21 +244,32 @@ class _StreamRun:
         progress.pages += 1
         progress.records += len(page.iteration.records)
         if marker is not None and page.next_pagination:
-            self.store.checkpoint(
-                self.key,
-                Checkpoint(
-                    run_id=context.run_id,
-                    started_at=context.started_at,
-                    sync_mode=context.sync_mode,
-                    pagination=page.next_pagination,
-                    records=progress.records,
-                    pages=progress.pages,
-                    destination=marker,
-                    source_last_run=fetched_after,
-                ),
-            )
+            self._checkpoint(page.next_pagination, marker, context, fetched_after, progress)
         if self.on_progress is not None:
             self.on_progress(progress)
+
+    def _checkpoint(
+        self,
+        pagination: dict[str, Any],
+        marker: dict[str, Any],
+        context: WriteContext,
+        fetched_after: datetime | None,
+        progress: RunProgress,
+    ) -> None:
+        """Record where to resume; `pagination == {}`: every page is written."""
+        self.store.checkpoint(
+            self.key,
+            Checkpoint(
+                run_id=context.run_id,
+                started_at=context.started_at,
+                sync_mode=context.sync_mode,
+                pagination=pagination,
+                records=progress.records,
+                pages=progress.pages,
+                destination=marker,
+                source_last_run=fetched_after,
+            ),
+        )
 
     def _effective_mode(self) -> SourceSyncModes:
         mode = self.source_config.sync_mode

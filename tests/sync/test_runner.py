@@ -178,11 +178,12 @@ class CrashingStore(SqliteStateStore):
         super().commit(key, run)
 
 
+@pytest.mark.parametrize("flush_every", [10, 100_000])  # with and without mid-run checkpoints
 def test_a_crash_between_destination_commit_and_cursor_commit_loses_and_duplicates_nothing(
-    server, api, write_pipeline, tmp_path, output
+    flush_every, server, api, write_pipeline, tmp_path, output
 ):
     store = CrashingStore(tmp_path / "state.db", fail_on="")
-    destination = {"name": "file", "config": {"path": str(output), "flush_every": 10}}
+    destination = {"name": "file", "config": {"path": str(output), "flush_every": flush_every}}
     pipeline = load_pipeline(
         write_pipeline({"base_url": server.url, "sync_mode": "incremental"}, destination)
     )

@@ -117,6 +117,11 @@ class FileDestination(AbstractDestination):
             return None
         return {"offset": self._sync()}
 
+    def flush(self) -> dict[str, Any] | None:
+        if self._already_committed or self._handle is None:
+            return None
+        return {"offset": self._sync()}
+
     def commit(self) -> None:
         if self._already_committed:
             return
