@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from bizon_core.config import Pipeline, load_pipeline
@@ -422,7 +423,7 @@ def test_a_second_load_into_a_table_being_loaded_fails_and_changes_nothing(
     run(pipeline(), store)
     before, committed = table(pg), store.last_success(KEY)
     api.upsert("users", {"id": 1, "name": "changed"})
-    with pg.server.connect() as other:
+    with psycopg.connect(autocommit=True, **pg.server.params()) as other:
         other.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"{pg.name}.users",))
         with pytest.raises(
             DestinationError,
@@ -437,7 +438,9 @@ def test_a_second_load_into_a_table_being_loaded_fails_and_changes_nothing(
 
     run(pipeline(), store)
     assert pg.query("SELECT name FROM users WHERE id = 1") == [("changed",)]
-    with pg.server.connect() as other:  # every load released the table's lock
+    with psycopg.connect(
+        autocommit=True, **pg.server.params()
+    ) as other:  # every load released the table's lock
         granted = other.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (f"{pg.name}.users",))
         assert granted.fetchone() == (True,)
 
