@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 import orjson
 import pytest
 
@@ -53,18 +54,30 @@ def test_stream_list_of_an_unknown_source_lists_the_available_ones(cli):
     assert_one_line_error(err, "unknown source 'nope'; available:", "dummy")
 
 
-def test_dummy_example_runs_then_runs_incrementally(cli):
+def test_dummy_example_loads_a_typed_duckdb_table_then_runs_incrementally(cli):
     code, out, _ = cli("run", DUMMY_EXAMPLE)
     assert code == 0, out
-    output = Path(".bizon/output/dummy_to_file/creatures.jsonl")
-    records = lines(output)
-    assert [r["id"] for r in records] == [str(i) for i in range(1, 26)]
     assert "creatures: 25 records in 3 pages" in out
+    with duckdb.connect(".bizon/bizon.duckdb", read_only=True) as db:
+        ids = [row[0] for row in db.execute('SELECT _bizon_id FROM main."creatures"').fetchall()]
+        types = dict(
+            db.execute(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_name = 'creatures'"
+            ).fetchall()
+        )
+    assert sorted(ids, key=int) == [str(i) for i in range(1, 26)]
+    assert (types["id"], types["age"], types["updated_at"]) == (
+        "BIGINT",
+        "BIGINT",
+        "TIMESTAMP WITH TIME ZONE",
+    )
 
     code, out, _ = cli("run", DUMMY_EXAMPLE)
     assert code == 0
     assert "creatures: 0 records in 1 pages" in out and "incremental after" in out
-    assert len(lines(output)) == 25
+    with duckdb.connect(".bizon/bizon.duckdb", read_only=True) as db:
+        assert db.execute('SELECT count(*) FROM main."creatures"').fetchone() == (25,)
 
 
 def test_dummy_oauth_example_runs_both_streams_and_checks(cli):

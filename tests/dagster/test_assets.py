@@ -193,3 +193,17 @@ def test_a_slot_left_by_a_finished_run_is_freed(make_pipeline, instance):
 
     assert dg.materialize([assets], instance=instance).success
     assert storage.get_concurrency_info(slot).claimed_slots == []
+
+
+def test_a_sql_destination_reports_its_table_in_the_metadata(instance):
+    example = Path(__file__).parents[2] / "connectors/sources/dummy/config/dummy.example.yml"
+    key = dg.AssetKey(["dummy", "creatures"])
+    assert dg.materialize([bizon_assets(example)], instance=instance).success
+    event = instance.get_latest_materialization_event(key)
+    metadata = event.asset_materialization.metadata
+    assert metadata["dagster/table_name"].value == "bizon.main.creatures"
+    columns = {c.name: c.type for c in metadata["dagster/column_schema"].value.columns}
+    assert columns["_bizon_id"] == "VARCHAR"
+    assert columns["updated_at"] == "TIMESTAMP WITH TIME ZONE"
+    assert metadata["dagster/row_count"].value == 25
+    assert metadata["bizon/records"].value == 25

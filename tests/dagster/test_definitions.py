@@ -32,8 +32,8 @@ def test_the_default_definitions_show_the_dummy_examples(monkeypatch):
         "oauth_demo/dummy/plants",
     }
     assert {s.name for s in defs.sensors} == {
-        "bizon_dummy_to_file_new_data",
-        "bizon_dummy_oauth_to_logger_new_data",
+        "bizon_dummy_to_duckdb_new_data",
+        "bizon_dummy_oauth_to_duckdb_new_data",
     }
 
 
