@@ -58,7 +58,7 @@ def test_dummy_example_loads_a_typed_duckdb_table_then_runs_incrementally(cli):
     code, out, _ = cli("run", DUMMY_EXAMPLE)
     assert code == 0, out
     assert "creatures: 25 records in 3 pages" in out
-    with duckdb.connect(".bizon/bizon.duckdb", read_only=True) as db:
+    with duckdb.connect(".bizon/dummy.duckdb", read_only=True) as db:
         ids = [row[0] for row in db.execute('SELECT _bizon_id FROM main."creatures"').fetchall()]
         types = dict(
             db.execute(
@@ -76,7 +76,7 @@ def test_dummy_example_loads_a_typed_duckdb_table_then_runs_incrementally(cli):
     code, out, _ = cli("run", DUMMY_EXAMPLE)
     assert code == 0
     assert "creatures: 0 records in 1 pages" in out and "incremental after" in out
-    with duckdb.connect(".bizon/bizon.duckdb", read_only=True) as db:
+    with duckdb.connect(".bizon/dummy.duckdb", read_only=True) as db:
         assert db.execute('SELECT count(*) FROM main."creatures"').fetchone() == (25,)
 
 

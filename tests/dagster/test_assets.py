@@ -201,7 +201,7 @@ def test_a_sql_destination_reports_its_table_in_the_metadata(instance):
     assert dg.materialize([bizon_assets(example)], instance=instance).success
     event = instance.get_latest_materialization_event(key)
     metadata = event.asset_materialization.metadata
-    assert metadata["dagster/table_name"].value == "bizon.main.creatures"
+    assert metadata["dagster/table_name"].value == "dummy.main.creatures"
     columns = {c.name: c.type for c in metadata["dagster/column_schema"].value.columns}
     assert columns["_bizon_id"] == "VARCHAR"
     assert columns["updated_at"] == "TIMESTAMP WITH TIME ZONE"
