@@ -44,8 +44,11 @@ class ConnectorKind(StrEnum):
         return f"{self.value}s"
 
     @property
-    def base_class(self) -> str:
-        return "AbstractSource" if self is ConnectorKind.SOURCE else "AbstractDestination"
+    def base_classes(self) -> frozenset[str]:
+        """Names of the SDK's base classes a connector class of this kind extends."""
+        if self is ConnectorKind.SOURCE:
+            return frozenset({"AbstractSource"})
+        return frozenset({"AbstractDestination", "StagedSqlDestination"})
 
 
 @dataclass(frozen=True)
@@ -149,9 +152,10 @@ def _inspect(kind: ConnectorKind, name: str, path: Path) -> ConnectorInfo | None
         logger.warning("skipping %s '%s': cannot parse %s: %s", kind.value, name, path, exc)
         return None
     classes = {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
-    candidates = [c for c in classes.values() if _extends(c, kind.base_class, classes)]
+    candidates = [c for c in classes.values() if _extends(c, kind.base_classes, classes)]
     if not candidates:
-        logger.warning("skipping %s '%s': no class extends %s", kind.value, name, kind.base_class)
+        bases = " or ".join(sorted(kind.base_classes))
+        logger.warning("skipping %s '%s': no class extends %s", kind.value, name, bases)
         return None
     # The connector class is the most derived one: the last that no other candidate extends.
     parents = {_base_name(b) for c in candidates for b in c.bases}
@@ -177,8 +181,8 @@ def _base_name(base: ast.expr) -> str | None:
     return None
 
 
-def _extends(cls: ast.ClassDef, target: str, classes: dict[str, ast.ClassDef]) -> bool:
-    return any(_base_name(b) == target for c in _lineage(cls, classes) for b in c.bases)
+def _extends(cls: ast.ClassDef, targets: frozenset[str], classes: dict[str, ast.ClassDef]) -> bool:
+    return any(_base_name(b) in targets for c in _lineage(cls, classes) for b in c.bases)
 
 
 def _lineage(cls: ast.ClassDef, classes: dict[str, ast.ClassDef]) -> list[ast.ClassDef]:

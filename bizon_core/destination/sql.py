@@ -20,15 +20,21 @@ A crash anywhere leaves the table as it was before `commit()`, or as it is after
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from abc import abstractmethod
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
 from bizon_core.destination.config import DestinationConfig
+from bizon_core.destination.destination import AbstractDestination, WriteContext
+from bizon_core.errors import DestinationError
+from bizon_core.secrets import redact
 from bizon_core.source.config import SourceSyncModes
+from bizon_core.source.models import SourceRecord
 
 #: Columns every loaded row carries, before the record's own fields.
 ID_COLUMN = "_bizon_id"
@@ -170,3 +176,121 @@ def _is_timestamp(value: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+class StagedSqlDestination(AbstractDestination):
+    """The load protocol above, for a SQL database; a subclass adds the database.
+
+    It keeps the run's batches and markers, turns driver errors into one-line
+    `DestinationError`s naming the table, and leaves to the subclass: buffering records
+    (`_buffer`, `_buffered`), writing a batch to staging (`_write_batch`, which sets
+    `self._batch`), the commit transaction (`_commit_load`) and the table's description
+    (`_describe_table`).
+    """
+
+    #: The destination's name, for messages.
+    name: ClassVar[str]
+    #: The driver's errors, reported by `_errors` as `DestinationError`s.
+    driver_errors: ClassVar[tuple[type[BaseException], ...]]
+
+    def __init__(self, config: SqlDestinationConfig, context: WriteContext, schema: str):
+        super().__init__(config, context)
+        self.config: SqlDestinationConfig = config
+        self.schema = schema
+        self.qualified = f"{schema}.{config.table or context.stream}"
+        try:
+            self.table = table_name_for(context.stream, config.table)
+        except ValueError as exc:
+            raise self._error(str(exc)) from None
+        self.qualified = f"{schema}.{self.table}"
+        self.disposition = WriteDisposition.for_sync_mode(
+            context.sync_mode, config.write_disposition
+        )
+        #: The run was committed before a stop: nothing is written or committed again.
+        self._already_committed = False
+        #: The last batch written to staging.
+        self._batch = 0
+        self._description: dict[str, Any] | None = None
+
+    def write(self, records: Sequence[SourceRecord]) -> dict[str, Any] | None:
+        if self._already_committed:
+            return None
+        if records:
+            self._buffer(records)
+        if self._buffered() < self.config.batch_size:
+            return None
+        self._write_batch()
+        return self._marker()
+
+    def flush(self) -> dict[str, Any] | None:
+        if self._already_committed or not self._connected():
+            return None
+        if self._buffered():
+            self._write_batch()
+        # Even with nothing left to write: the runner records this run id before commit().
+        return self._marker()
+
+    def commit(self) -> None:
+        if not self._already_committed:
+            if self._buffered():
+                self._write_batch()
+            with self._errors("cannot commit the load"):
+                self._commit_load()
+        if self._description is None:
+            with self._errors("cannot describe the table"):
+                self._description = self._describe_table()
+
+    def describe(self) -> dict[str, Any]:
+        described: dict[str, Any] = {"table_name": f"{self._database_label()}.{self.qualified}"}
+        if self._description is not None:
+            described.update(self._description)
+        return described
+
+    def _marker(self) -> dict[str, Any]:
+        return {"run_id": self.context.run_id, "batch": self._batch}
+
+    def _error(self, message: str, exc: BaseException | None = None) -> DestinationError:
+        """A one-line error naming the destination and the table; secrets masked."""
+        if exc is not None:
+            message = f"{message}: {self._explain(exc)}"
+        text = " ".join(f"destination '{self.name}' table {self.qualified}: {message}".split())
+        return DestinationError(redact(text))
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except self.driver_errors as exc:
+            raise self._error(what, exc) from exc
+
+    def _explain(self, exc: BaseException) -> str:
+        """An error's message on one line."""
+        return " ".join((str(exc) or type(exc).__name__).split())
+
+    @abstractmethod
+    def _database_label(self) -> str:
+        """The database's name, the first part of `table_name`."""
+
+    @abstractmethod
+    def _connected(self) -> bool:
+        """Whether `begin()` opened the connection (and it is still open)."""
+
+    @abstractmethod
+    def _buffer(self, records: Sequence[SourceRecord]) -> None:
+        """Keep a page of records for the next batch."""
+
+    @abstractmethod
+    def _buffered(self) -> int:
+        """Records kept for the next batch."""
+
+    @abstractmethod
+    def _write_batch(self) -> None:
+        """Write the kept records to staging as batch `self._batch + 1`, in one transaction."""
+
+    @abstractmethod
+    def _commit_load(self) -> None:
+        """Move staging into the table and record the run, in one transaction."""
+
+    @abstractmethod
+    def _describe_table(self) -> dict[str, Any]:
+        """`columns` and `row_count` of the committed table."""

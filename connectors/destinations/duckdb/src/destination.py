@@ -25,7 +25,7 @@ import orjson
 from pydantic import ConfigDict, Field, field_validator
 
 from bizon_core.destination.config import DestinationConfig
-from bizon_core.destination.destination import AbstractDestination, WriteContext
+from bizon_core.destination.destination import WriteContext
 from bizon_core.destination.sql import (
     BATCH_COLUMN,
     BOOKKEEPING_COLUMNS,
@@ -36,15 +36,13 @@ from bizon_core.destination.sql import (
     RUN_ID_COLUMN,
     ColumnType,
     SqlDestinationConfig,
+    StagedSqlDestination,
     WriteDisposition,
     check_identifier,
     infer_columns,
-    table_name_for,
     value_type,
     widen,
 )
-from bizon_core.errors import DestinationError
-from bizon_core.secrets import redact
 from bizon_core.source.models import SourceRecord
 
 logger = logging.getLogger(__name__)
@@ -142,7 +140,7 @@ class DuckDBDestinationConfig(SqlDestinationConfig):
         return value
 
 
-class DuckDBDestination(AbstractDestination):
+class DuckDBDestination(StagedSqlDestination):
     """Loads each stream into a typed table of a DuckDB file, atomically, in bulk.
 
     The table has the columns `_bizon_id`, `_bizon_extracted_at`, `_bizon_loaded_at` and
@@ -160,30 +158,22 @@ class DuckDBDestination(AbstractDestination):
     write a file, so a load into a file another process has open fails at once.
     """
 
+    name = NAME
+    driver_errors = (duckdb.Error, OSError)
+
     def __init__(self, config: DuckDBDestinationConfig, context: WriteContext):
-        super().__init__(config, context)
-        self.config: DuckDBDestinationConfig = config
         self.path = Path(
             config.path.format(
                 pipeline=context.pipeline, source=context.source, stream=context.stream
             )
         )
-        self.schema = config.schema_name
-        self.qualified = f"{self.schema}.{config.table or context.stream}"
-        try:
-            self.table = table_name_for(context.stream, config.table)
-        except ValueError as exc:
-            raise self._error(str(exc)) from None
-        self.qualified = f"{self.schema}.{self.table}"
+        super().__init__(config, context, config.schema_name)
+        self.config: DuckDBDestinationConfig = config
         if _is_bizon_table(self.table):
             raise self._error("the table name is one bizon uses for its own tables")
         self.stage = STAGE_PREFIX + self.table
-        self.disposition = WriteDisposition.for_sync_mode(
-            context.sync_mode, config.write_disposition
-        )
         self._con: duckdb.DuckDBPyConnection | None = None
         self._load_key: tuple[str, str, str] | None = None
-        self._already_committed = False
         #: Record columns of the staging table as committed: name -> type; None while
         #: every value seen is null (the column is VARCHAR until a value comes).
         self._staged: dict[str, ColumnType | None] = {}
@@ -196,12 +186,10 @@ class DuckDBDestination(AbstractDestination):
         self._taken: set[str] = set(_RESERVED)
         #: The table's own record columns, as spelled there.
         self._table_columns_seen: set[str] = set()
-        self._batch = 0
         self._rows = 0
         self._pending = 0
         self._spool: IO[bytes] | None = None
         self._spool_dir: str | None = None
-        self._description: dict[str, Any] | None = None
 
     @staticmethod
     def get_config_class() -> type[DestinationConfig]:
@@ -252,33 +240,17 @@ class DuckDBDestination(AbstractDestination):
         except OSError as exc:
             raise self._error("cannot create a temporary file", exc) from exc
 
-    def write(self, records: Sequence[SourceRecord]) -> dict[str, Any] | None:
-        if self._already_committed:
-            return None
-        if records:
-            self._add_page(records)
-        if self._pending < self.config.batch_size:
-            return None
-        self._flush()
-        return {"run_id": self.context.run_id, "batch": self._batch}
+    def _buffer(self, records: Sequence[SourceRecord]) -> None:
+        self._add_page(records)
 
-    def flush(self) -> dict[str, Any] | None:
-        if self._already_committed or self._con is None:
-            return None
-        if self._pending:
-            self._flush()
-        # Even with nothing left to write: the runner records this run id before commit().
-        return {"run_id": self.context.run_id, "batch": self._batch}
+    def _buffered(self) -> int:
+        return self._pending
 
-    def commit(self) -> None:
-        if not self._already_committed:
-            if self._pending:
-                self._flush()
-            with self._errors("cannot commit the load"):
-                self._commit_load()
-        if self._description is None:
-            with self._errors("cannot describe the table"):
-                self._description = self._describe_table()
+    def _connected(self) -> bool:
+        return self._con is not None
+
+    def _database_label(self) -> str:
+        return self.path.stem
 
     def finalize(self, success: bool) -> None:
         con, self._con = self._con, None
@@ -296,12 +268,6 @@ class DuckDBDestination(AbstractDestination):
                     logger.warning("%s", self._error("closing the database failed", exc))
         finally:
             self._release_load()
-
-    def describe(self) -> dict[str, Any]:
-        described: dict[str, Any] = {"table_name": f"{self.path.stem}.{self.qualified}"}
-        if self._description is not None:
-            described.update(self._description)
-        return described
 
     # Connection, lock, errors ---------------------------------------------------------
 
@@ -363,18 +329,8 @@ class DuckDBDestination(AbstractDestination):
                 _ACTIVE_LOADS.discard(self._load_key)
             self._load_key = None
 
-    def _error(self, message: str, exc: BaseException | None = None) -> DestinationError:
-        if exc is not None:
-            message = f"{message}: {_one_line(exc)}"
-        text = " ".join(f"destination '{NAME}' table {self.qualified}: {message}".split())
-        return DestinationError(redact(text))
-
-    @contextmanager
-    def _errors(self, what: str) -> Iterator[None]:
-        try:
-            yield
-        except (duckdb.Error, OSError) as exc:
-            raise self._error(what, exc) from exc
+    def _explain(self, exc: BaseException) -> str:
+        return _one_line(exc)
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -570,7 +526,7 @@ class DuckDBDestination(AbstractDestination):
         self._rows += len(records)
         self._pending += len(records)
 
-    def _flush(self) -> None:
+    def _write_batch(self) -> None:
         """Append the batch file to staging as the next batch, in one transaction."""
         assert self._spool is not None, "begin() was not called"
         batch = self._batch + 1

@@ -7,7 +7,6 @@ import json
 import math
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from itertools import repeat
 from typing import Any
@@ -18,7 +17,7 @@ from psycopg import sql
 from pydantic import ConfigDict, Field, field_validator
 
 from bizon_core.destination.config import DestinationConfig
-from bizon_core.destination.destination import AbstractDestination, WriteContext
+from bizon_core.destination.destination import WriteContext
 from bizon_core.destination.sql import (
     BATCH_COLUMN,
     BOOKKEEPING_COLUMNS,
@@ -29,14 +28,13 @@ from bizon_core.destination.sql import (
     RUN_ID_COLUMN,
     ColumnType,
     SqlDestinationConfig,
+    StagedSqlDestination,
     WriteDisposition,
     check_identifier,
     infer_columns,
-    table_name_for,
     value_type,
     widen,
 )
-from bizon_core.errors import DestinationError
 from bizon_core.secrets import redact, register_secret
 from bizon_core.source.models import SourceRecord
 
@@ -116,7 +114,7 @@ class PostgresDestinationConfig(SqlDestinationConfig):
         return value
 
 
-class PostgresDestination(AbstractDestination):
+class PostgresDestination(StagedSqlDestination):
     """Loads each stream into a typed PostgreSQL table, atomically, with COPY.
 
     Columns: `_bizon_id`, `_bizon_extracted_at`, `_bizon_loaded_at`, `_bizon_run_id`, then
@@ -146,36 +144,26 @@ class PostgresDestination(AbstractDestination):
     missing schema is an error, not created, so that a typo cannot scatter tables.
     """
 
+    name = NAME
+    driver_errors = (psycopg.Error,)
+
     def __init__(self, config: PostgresDestinationConfig, context: WriteContext):
-        super().__init__(config, context)
-        self.config: PostgresDestinationConfig = config
         if config.password:  # already so when it came from a pipeline file; not if built here
             register_secret(config.password)
-        self.schema = config.schema_name
-        self.qualified = f"{self.schema}.{config.table or context.stream}"
-        try:
-            self.table = table_name_for(context.stream, config.table)
-        except ValueError as exc:
-            raise self._error(str(exc)) from None
-        self.qualified = f"{self.schema}.{self.table}"
+        super().__init__(config, context, config.schema_name)
+        self.config: PostgresDestinationConfig = config
         if self.table == LOADS_TABLE or self.table.startswith((STAGE_PREFIX, NEW_PREFIX)):
             raise self._error("the table name is one bizon uses for its own tables")
-        self.disposition = WriteDisposition.for_sync_mode(
-            context.sync_mode, config.write_disposition
-        )
         self.stage = _derived_name(STAGE_PREFIX, self.table)
         self._conn: psycopg.Connection | None = None
         self._locked = False
-        self._already_committed = False
         #: Columns of the staging table after the bookkeeping ones: name -> type, None
         #: while every value seen is null (the column is text until a value comes).
         self._stage_columns: dict[str, ColumnType | None] = {}
         #: Record field -> its column.
         self._field_columns: dict[str, str] = {}
-        self._batch = 0
         self._pending: list[tuple[Sequence[SourceRecord], str]] = []
         self._pending_count = 0
-        self._description: dict[str, Any] | None = None
 
     @staticmethod
     def get_config_class() -> type[DestinationConfig]:
@@ -214,33 +202,18 @@ class PostgresDestination(AbstractDestination):
                 return
             self._resume_stage(int(resume["batch"]))
 
-    def write(self, records: Sequence[SourceRecord]) -> dict[str, Any] | None:
-        if self._already_committed:
-            return None
-        if records:
-            self._pending.append((records, datetime.now(UTC).isoformat()))
-            self._pending_count += len(records)
-        if self._pending_count < self.config.batch_size:
-            return None
-        self._flush()
-        return {"run_id": self.context.run_id, "batch": self._batch}
+    def _buffer(self, records: Sequence[SourceRecord]) -> None:
+        self._pending.append((records, datetime.now(UTC).isoformat()))
+        self._pending_count += len(records)
 
-    def flush(self) -> dict[str, Any] | None:
-        if self._already_committed:
-            return None
-        if self._pending:
-            self._flush()
-        return {"run_id": self.context.run_id, "batch": self._batch}
+    def _buffered(self) -> int:
+        return self._pending_count
 
-    def commit(self) -> None:
-        if not self._already_committed:
-            if self._pending:
-                self._flush()
-            with self._errors("cannot commit the load"):
-                self._commit_load()
-        if self._description is None:
-            with self._errors("cannot describe the table"):
-                self._description = self._describe_table()
+    def _connected(self) -> bool:
+        return self._conn is not None
+
+    def _database_label(self) -> str:
+        return self.config.database
 
     def finalize(self, success: bool) -> None:
         conn, self._conn = self._conn, None
@@ -255,12 +228,6 @@ class PostgresDestination(AbstractDestination):
         finally:
             self._locked = False
             conn.close()
-
-    def describe(self) -> dict[str, Any]:
-        described = {"table_name": f"{self.config.database}.{self.qualified}"}
-        if self._description is not None:
-            described.update(self._description)
-        return described
 
     # Connection, lock, errors ---------------------------------------------------------
 
@@ -312,22 +279,11 @@ class PostgresDestination(AbstractDestination):
         assert self._conn is not None, "begin() was not called"
         return self._conn
 
-    def _error(self, message: str, exc: BaseException | None = None) -> DestinationError:
-        if exc is not None:
-            message = f"{message}: {_one_line(exc)}"
-        return DestinationError(
-            self._clean(f"destination '{NAME}' table {self.qualified}: {message}")
-        )
+    def _explain(self, exc: BaseException) -> str:
+        return _one_line(exc)
 
     def _clean(self, message: str) -> str:
         return redact(" ".join(message.split()))  # the password is a registered secret
-
-    @contextmanager
-    def _errors(self, what: str) -> Iterator[None]:
-        try:
-            yield
-        except psycopg.Error as exc:
-            raise self._error(what, exc) from exc
 
     def _schema_exists(self, conn: psycopg.Connection) -> bool:
         found = conn.execute(
@@ -473,7 +429,7 @@ class PostgresDestination(AbstractDestination):
                     fields[name] = None
         self._stage_columns, self._field_columns, self._batch = fields, {}, batch
 
-    def _flush(self) -> None:
+    def _write_batch(self) -> None:
         """Append the pending records to staging as the next batch, in one transaction."""
         batch = self._batch + 1
         pages = self._pending
