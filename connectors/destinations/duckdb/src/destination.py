@@ -103,6 +103,12 @@ class DuckDBDestinationConfig(SqlDestinationConfig):
         pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$",
         description="DuckDB's memory limit (its default is 80% of the machine's RAM).",
     )
+    threads: int = Field(
+        default=1,
+        ge=1,
+        description="DuckDB's worker threads. One loads batches as fast here as more do, "
+        "since fetching and parsing pages keep another core busy, and holds less memory.",
+    )
     schema_name: str = Field(
         default="main", alias="schema", description="Schema of the tables, created if missing."
     )
@@ -298,6 +304,7 @@ class DuckDBDestination(StagedSqlDestination):
         try:
             con.execute("SET TimeZone = 'UTC'")  # naive timestamps are UTC
             con.execute("SET memory_limit = ?", [self.config.memory_limit])
+            con.execute("SET threads = ?", [self.config.threads])
         except BaseException:
             con.close()
             raise
