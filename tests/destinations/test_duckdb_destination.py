@@ -547,3 +547,15 @@ def test_the_fast_type_check_agrees_with_value_type():
             present = [v for v in values if v is not None]
             expected = all(kind is not None and widen(kind, value_type(v)) == kind for v in present)
             assert module._fits(kind, values) is expected, (kind, values)
+
+
+def test_a_full_refresh_table_holds_this_runs_columns_only(pipeline, api, store, db):
+    api.upsert("users", {"id": 1, "address": {"city": "Paris"}})
+    run_stream(pipeline(), "users", store)
+    assert "address" in columns(db)
+    record = api.get("users", 1)
+    del record["address"]
+    api.add("users", [record])
+    run_stream(pipeline(), "users", store)
+    assert "address" not in columns(db)
+    assert ids(db) == list(range(1, 26))

@@ -176,6 +176,18 @@ def test_a_commit_that_fails_inside_its_transaction_changes_nothing(api, pipelin
     assert pg.tables() == {"users", "_bizon_loads"}
 
 
+def test_a_full_refresh_table_holds_this_runs_columns_only(api, pipeline, pg, store):
+    api.upsert("users", {"id": 1, "address": {"city": "Paris"}})
+    run(pipeline(), store)
+    assert "address" in pg.columns("users")
+    record = api.get("users", 1)
+    del record["address"]
+    api.add("users", [record])
+    run(pipeline(), store)
+    assert "address" not in pg.columns("users")
+    assert ids(pg) == IDS
+
+
 def test_an_incremental_merge_replaces_changed_rows(api, pipeline, pg, store):
     incremental = pipeline(sync_mode="incremental")
     first = run(incremental, store)

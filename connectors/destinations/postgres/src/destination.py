@@ -539,17 +539,14 @@ class PostgresDestination(StagedSqlDestination):
             if replace:
                 db.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self._ident(work)))
             if target is None or replace:
-                # A new table: bookkeeping columns first, then the rest in staging order.
-                shape = (
-                    sql.SQL("LIKE {}").format(self._ident(self.table))
-                    if target is not None
-                    else sql.SQL(", ").join(
-                        sql.SQL("{} {}").format(sql.Identifier(n), _sql_type(t))
-                        for n, t in _BOOKKEEPING_TYPES.items()
-                    )
+                # A new table (a replace's too: it holds this run's columns only):
+                # bookkeeping columns first, then the rest in staging order.
+                shape = sql.SQL(", ").join(
+                    sql.SQL("{} {}").format(sql.Identifier(n), _sql_type(t))
+                    for n, t in _BOOKKEEPING_TYPES.items()
                 )
                 db.execute(sql.SQL("CREATE TABLE {} ({})").format(self._ident(work), shape))
-                existing = dict(target) if target is not None else dict(_BOOKKEEPING_TYPES)
+                existing = dict(_BOOKKEEPING_TYPES)
             else:
                 existing = target
             columns = self._evolve_table(work, existing)
