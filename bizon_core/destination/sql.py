@@ -149,10 +149,10 @@ def widen(current: ColumnType | None, new: ColumnType | None) -> ColumnType | No
     return ColumnType.TEXT
 
 
-def infer_columns(rows: Iterable[Mapping[str, Any]]) -> dict[str, ColumnType]:
+def infer_columns(rows: Iterable[Mapping[str, Any]]) -> dict[str, ColumnType | None]:
     """Column types of the rows' top-level fields, in order of first appearance.
 
-    A field that is null in every row is typed TEXT.
+    A field that is null in every row has no type yet (None): a later value decides it.
     """
     types: dict[str, ColumnType | None] = {}
     for row in rows:
@@ -165,7 +165,7 @@ def infer_columns(rows: Iterable[Mapping[str, Any]]) -> dict[str, ColumnType]:
                         types[name] = widen(current, new)
             else:
                 types[name] = value_type(value)
-    return {name: kind or ColumnType.TEXT for name, kind in types.items()}
+    return types
 
 
 def _is_timestamp(value: str) -> bool:

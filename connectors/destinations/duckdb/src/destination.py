@@ -492,10 +492,7 @@ class DuckDBDestination(StagedSqlDestination):
 
     def _widen_for(self, datas: list[dict[str, Any]]) -> None:
         """Add and widen columns (in memory, until the batch is written) for these rows."""
-        for field, inferred in infer_columns(datas).items():
-            kind: ColumnType | None = inferred
-            if kind is ColumnType.TEXT and all(data.get(field) is None for data in datas):
-                kind = None  # only nulls: no type yet
+        for field, kind in infer_columns(datas).items():
             column = self._column_for(field)
             if column not in self._types:
                 self._types[column] = kind

@@ -454,13 +454,8 @@ class PostgresDestination(StagedSqlDestination):
     def _evolve_stage(self, pages: list[tuple[Sequence[SourceRecord], str]]) -> None:
         """Add and widen staging columns for the fields and types of these records."""
         rows = [record.data for records, _ in pages for record in records]
-        types = infer_columns(rows)
-        with_values: set[str] = set()
-        for row in rows:
-            with_values.update(name for name, value in row.items() if value is not None)
         stage = self._ident(self.stage)
-        for field, inferred in types.items():
-            kind = inferred if field in with_values else None
+        for field, kind in infer_columns(rows).items():
             column = self._column_for(field)
             name = sql.Identifier(column)
             if column not in self._stage_columns:
