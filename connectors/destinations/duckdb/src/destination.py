@@ -10,7 +10,6 @@ import re
 import shutil
 import tempfile
 import threading
-from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
@@ -29,6 +28,7 @@ from bizon_core.destination.destination import WriteContext
 from bizon_core.destination.sql import (
     BATCH_COLUMN,
     BOOKKEEPING_COLUMNS,
+    BOOKKEEPING_TYPES,
     EXTRACTED_AT_COLUMN,
     ID_COLUMN,
     LOADED_AT_COLUMN,
@@ -38,6 +38,7 @@ from bizon_core.destination.sql import (
     SqlDestinationConfig,
     StagedSqlDestination,
     WriteDisposition,
+    all_timestamps,
     check_identifier,
     infer_columns,
     value_type,
@@ -73,12 +74,6 @@ _CATALOG_TYPES = {
     "TIMESTAMP WITH TIME ZONE": ColumnType.TIMESTAMP,
     "VARCHAR": ColumnType.TEXT,
     "JSON": ColumnType.JSON,
-}
-_BOOKKEEPING_TYPES: dict[str, ColumnType | None] = {
-    ID_COLUMN: ColumnType.TEXT,
-    EXTRACTED_AT_COLUMN: ColumnType.TIMESTAMP,
-    LOADED_AT_COLUMN: ColumnType.TIMESTAMP,
-    RUN_ID_COLUMN: ColumnType.TEXT,
 }
 
 #: One process or one load at a time: loads of this process, by (file, schema, table).
@@ -405,7 +400,7 @@ class DuckDBDestination(StagedSqlDestination):
     # Staging --------------------------------------------------------------------------
 
     def _create_stage(self) -> None:
-        columns = [f"{_quote(n)} {_DUCKDB_TYPES[t]}" for n, t in _BOOKKEEPING_TYPES.items()]  # type: ignore[index]
+        columns = [f"{_quote(n)} {_DUCKDB_TYPES[t]}" for n, t in BOOKKEEPING_TYPES.items()]  # type: ignore[index]
         columns += [
             f"{_quote(BATCH_COLUMN)} INTEGER NOT NULL",
             f"{_quote(ROW_COLUMN)} BIGINT NOT NULL",
@@ -605,7 +600,7 @@ class DuckDBDestination(StagedSqlDestination):
         but holds the UPDATE's undo for every row in memory until the commit.
         """
         db, stage = self._db, self._name(self.stage)
-        staged: dict[str, ColumnType | None] = {**_BOOKKEEPING_TYPES, **self._staged}
+        staged: dict[str, ColumnType | None] = {**BOOKKEEPING_TYPES, **self._staged}
         expressions = ", ".join(
             f"?::TIMESTAMPTZ AS {_quote(c)}" if c == LOADED_AT_COLUMN else _quote(c) for c in staged
         )
@@ -621,7 +616,7 @@ class DuckDBDestination(StagedSqlDestination):
     def _insert(self, target: dict[str, ColumnType | None], dedupe: bool, now: datetime) -> int:
         """Merge (delete the records' previous versions) or append staging into the table."""
         db, stage, table = self._db, self._name(self.stage), self._name(self.table)
-        staged: dict[str, ColumnType | None] = {**_BOOKKEEPING_TYPES, **self._staged}
+        staged: dict[str, ColumnType | None] = {**BOOKKEEPING_TYPES, **self._staged}
         columns = self._evolve_table(target, staged)
         expressions = ", ".join(
             "?::TIMESTAMPTZ" if column == LOADED_AT_COLUMN else expression
@@ -754,14 +749,6 @@ _CLASS_TYPES: dict[type, ColumnType | None] = {
         (datetime, datetime(2026, 1, 1, tzinfo=UTC)),
     )
 }
-_DIGITS = bytes.maketrans(b"123456789", b"000000000")
-#: The shapes `value_type` takes for a timestamp, each digit written 0 (ASCII only).
-_TIMESTAMP_SHAPES = frozenset(
-    f"0000-00-00{separator}00:00{seconds}{zone}".encode()
-    for separator in "T "
-    for seconds in ["", ":00", *(":00." + "0" * n for n in range(1, 10))]
-    for zone in ["", "Z", "+00:00", "+0000", "-00:00", "-0000"]
-)
 
 
 #: Whether a column of the first type holds a value of the second unchanged.
@@ -801,7 +788,7 @@ def _fits(kind: ColumnType | None, values: list[Any]) -> bool:
         else:
             these = list(filter(_present, values)) if nulls else values
         if cls is str:
-            fit = _all_timestamps(these)
+            fit = all_timestamps(these)
         elif cls is int:
             fit = _absorbs(kind, value_type(min(these)), value_type(max(these)))
         else:
@@ -809,22 +796,6 @@ def _fits(kind: ColumnType | None, values: list[Any]) -> bool:
         if not fit:
             return False
     return True
-
-
-def _all_timestamps(texts: list[str]) -> bool:
-    """`value_type(t) is TIMESTAMP` for each text; whole columns at once for common shapes."""
-    joined = "\n".join(texts)
-    if joined.isascii():
-        shapes = joined.encode().translate(_DIGITS).split(b"\n")
-        if len(shapes) == len(texts) and set(shapes) <= _TIMESTAMP_SHAPES:
-            if "Z" in joined:
-                texts = [text.replace("Z", "+00:00") for text in texts]
-            try:  # the calendar, as value_type checks it
-                deque(map(datetime.fromisoformat, texts), maxlen=0)
-            except ValueError:
-                return False
-            return True
-    return all(value_type(text) is ColumnType.TIMESTAMP for text in texts)
 
 
 # JSON of the rows ---------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from itertools import repeat
@@ -21,6 +20,7 @@ from bizon_core.destination.destination import WriteContext
 from bizon_core.destination.sql import (
     BATCH_COLUMN,
     BOOKKEEPING_COLUMNS,
+    BOOKKEEPING_TYPES,
     EXTRACTED_AT_COLUMN,
     ID_COLUMN,
     LOADED_AT_COLUMN,
@@ -30,6 +30,7 @@ from bizon_core.destination.sql import (
     SqlDestinationConfig,
     StagedSqlDestination,
     WriteDisposition,
+    all_timestamps,
     check_identifier,
     infer_columns,
     value_type,
@@ -65,12 +66,6 @@ _CATALOG_TYPES = {
     "timestamp with time zone": ColumnType.TIMESTAMP,
     "text": ColumnType.TEXT,
     "jsonb": ColumnType.JSON,
-}
-_BOOKKEEPING_TYPES = {
-    ID_COLUMN: ColumnType.TEXT,
-    EXTRACTED_AT_COLUMN: ColumnType.TIMESTAMP,
-    LOADED_AT_COLUMN: ColumnType.TIMESTAMP,
-    RUN_ID_COLUMN: ColumnType.TEXT,
 }
 
 
@@ -367,7 +362,7 @@ class PostgresDestination(StagedSqlDestination):
     def _create_stage(self) -> None:
         columns = [
             sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(_PG_TYPES[kind]))
-            for name, kind in _BOOKKEEPING_TYPES.items()
+            for name, kind in BOOKKEEPING_TYPES.items()
         ]
         columns += [
             sql.SQL("{} integer NOT NULL").format(sql.Identifier(BATCH_COLUMN)),
@@ -538,10 +533,10 @@ class PostgresDestination(StagedSqlDestination):
                 # bookkeeping columns first, then the rest in staging order.
                 shape = sql.SQL(", ").join(
                     sql.SQL("{} {}").format(sql.Identifier(n), _sql_type(t))
-                    for n, t in _BOOKKEEPING_TYPES.items()
+                    for n, t in BOOKKEEPING_TYPES.items()
                 )
                 db.execute(sql.SQL("CREATE TABLE {} ({})").format(self._ident(work), shape))
-                existing = dict(_BOOKKEEPING_TYPES)
+                existing = dict(BOOKKEEPING_TYPES)
             else:
                 existing = target
             columns = self._evolve_table(work, existing)
@@ -606,7 +601,7 @@ class PostgresDestination(StagedSqlDestination):
         """Add and widen the columns of `work` for staging's; (column, staging expression)."""
         columns: list[tuple[str, sql.Composable]] = []
         table = self._ident(work)
-        staged: dict[str, ColumnType | None] = {**_BOOKKEEPING_TYPES, **self._stage_columns}
+        staged: dict[str, ColumnType | None] = {**BOOKKEEPING_TYPES, **self._stage_columns}
         for column, kind in staged.items():
             name = sql.Identifier(column)
             # Rows are loaded when they become visible: at this transaction's time.
@@ -688,14 +683,6 @@ def _one_line(exc: BaseException) -> str:
 _NULL = "\\N"
 _INT64 = 2**63
 _CHUNK_ROWS = 5_000
-_DIGITS = bytes.maketrans(b"123456789", b"000000000")
-#: What `value_type` takes for a timestamp, with every digit written 0 (ASCII only).
-_TIMESTAMP_SHAPES = frozenset(
-    f"0000-00-00{separator}00:00{seconds}{zone}".encode()
-    for separator in "T "
-    for seconds in ["", ":00", *(":00." + "0" * n for n in range(1, 10))]
-    for zone in ["", "Z", "+00:00", "+0000", "-00:00", "-0000"]
-)
 
 
 class _Misfit(Exception):
@@ -759,14 +746,7 @@ def _float_text(value: float) -> str:
 
 
 def _is_timestamp(text: str) -> bool:
-    """`value_type(text) is TIMESTAMP`, without a regular expression for common shapes."""
-    if text.isascii() and text.encode().translate(_DIGITS) in _TIMESTAMP_SHAPES:
-        try:
-            datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            return False
-        return True
-    return value_type(text) is ColumnType.TIMESTAMP
+    return all_timestamps([text])
 
 
 def _json(value: Any) -> str:
@@ -898,20 +878,8 @@ def _boolean_column(values: list[Any]) -> list[str]:
 
 def _timestamp_column(values: list[Any]) -> list[str]:
     types = set(map(type, values))
-    if types <= _STR_OR_NONE:
-        present = _present(values, types)
-        joined = "\n".join(present)
-        if joined.isascii():
-            shapes = joined.encode().translate(_DIGITS).split(b"\n")
-            if len(shapes) == len(present) and set(shapes) <= _TIMESTAMP_SHAPES:
-                if "Z" in joined:
-                    present = [value.replace("Z", "+00:00") for value in present]
-                try:  # the calendar, as value_type checks it
-                    deque(map(datetime.fromisoformat, present), maxlen=0)
-                except ValueError:
-                    pass
-                else:
-                    return [_NULL if value is None else value for value in values]
+    if types <= _STR_OR_NONE and all_timestamps(_present(values, types)):
+        return [_NULL if value is None else value for value in values]
     return _each(values, _timestamp)
 
 
