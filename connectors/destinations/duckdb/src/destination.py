@@ -94,7 +94,7 @@ class DuckDBDestinationConfig(SqlDestinationConfig):
         "directory; may use {pipeline}, {source} and {stream}.",
     )
     memory_limit: str = Field(
-        default="256MB",
+        default="320MB",
         pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$",
         description="DuckDB's memory limit (its default is 80% of the machine's RAM).",
     )
