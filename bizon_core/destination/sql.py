@@ -93,6 +93,12 @@ class SqlDestinationConfig(DestinationConfig):
         default=50_000, gt=0, description="Records per staging write (each one a checkpoint)."
     )
 
+    # Each database declares `schema_name` (alias `schema`) with its own default.
+    @field_validator("schema_name", check_fields=False)
+    @classmethod
+    def _valid_schema(cls, value: str) -> str:
+        return check_identifier(value, "schema")
+
     @field_validator("table")
     @classmethod
     def _valid_table(cls, value: str | None) -> str | None:

@@ -39,7 +39,6 @@ from bizon_core.destination.sql import (
     StagedSqlDestination,
     WriteDisposition,
     all_timestamps,
-    check_identifier,
     infer_columns,
     value_type,
     widen,
@@ -114,11 +113,6 @@ class DuckDBDestinationConfig(SqlDestinationConfig):
         "insert of 122,880 rows or more straight into the file, a smaller one through its "
         "log first: about twice the work.",
     )
-
-    @field_validator("schema_name")
-    @classmethod
-    def _valid_schema(cls, value: str) -> str:
-        return check_identifier(value, "schema")
 
     @field_validator("table")
     @classmethod

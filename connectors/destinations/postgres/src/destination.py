@@ -31,7 +31,6 @@ from bizon_core.destination.sql import (
     StagedSqlDestination,
     WriteDisposition,
     all_timestamps,
-    check_identifier,
     infer_columns,
     value_type,
     widen,
@@ -95,11 +94,6 @@ class PostgresDestinationConfig(SqlDestinationConfig):
     sslmode: str | None = Field(
         default=None, description=f"libpq sslmode: {', '.join(_SSL_MODES)}; default: libpq's."
     )
-
-    @field_validator("schema_name")
-    @classmethod
-    def _valid_schema(cls, value: str) -> str:
-        return check_identifier(value, "schema")
 
     @field_validator("sslmode")
     @classmethod
