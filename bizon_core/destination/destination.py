@@ -14,6 +14,18 @@ from bizon_core.source.models import SourceRecord
 
 
 @dataclass(frozen=True)
+class DurableUpTo:
+    """A marker that covers only the first `writes` calls of `write()` in this attempt.
+
+    A destination that writes batches in the background returns it: the later pages are
+    still being written, so the runner records the checkpoint of page `writes`.
+    """
+
+    writes: int
+    marker: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class WriteContext:
     """What a destination knows about the run it writes for."""
 
@@ -34,7 +46,8 @@ class AbstractDestination(ABC):
         begin(resume)            once; `resume` is a marker from a failed attempt, or None
         write(records) -> marker for each page; a marker (a small JSON-able dict) means
                                  everything written so far is durable and the run may be
-                                 resumed from there
+                                 resumed from there; a `DurableUpTo(writes, marker)` means
+                                 the first `writes` pages are
         flush() -> marker        once all pages are written: make them all durable
         commit()                 make everything visible (atomic swap, merge, rename)
         finalize(success)        always last: release resources
@@ -49,6 +62,9 @@ class AbstractDestination(ABC):
 
     #: Whether the runner may fetch the next page while this destination writes.
     supports_background_fetch: ClassVar[bool] = True
+    #: Whether `write()` may return `DurableUpTo`: the runner then keeps where each page
+    #: not yet durable ends, to checkpoint it when it is.
+    writes_in_background: ClassVar[bool] = False
 
     def __init__(self, config: DestinationConfig, context: WriteContext):
         self.config = config
@@ -67,7 +83,7 @@ class AbstractDestination(ABC):
         """Prepare a run; `resume` is the marker of the last durable write of a failed attempt."""
 
     @abstractmethod
-    def write(self, records: Sequence[SourceRecord]) -> dict[str, Any] | None:
+    def write(self, records: Sequence[SourceRecord]) -> dict[str, Any] | DurableUpTo | None:
         """Write one page of records; return a resume marker when they are durable."""
 
     def flush(self) -> dict[str, Any] | None:

@@ -6,8 +6,10 @@ Every SQL destination loads a run the same way, so that data and cursor always a
    at once); create the staging table `_bizon_stage_<table>`, or, when resuming the same
    run, delete its batches after the marker's.
 2. `write(records)`: buffer; every `batch_size` records, one transaction appends the
-   buffer to staging (bulk path, typed columns, new columns added) and returns the marker
-   `{"run_id", "batch"}`: only then may the runner record the checkpoint.
+   buffer to staging (bulk path, typed columns, new columns added); once it has
+   committed, `write` returns the marker `{"run_id", "batch"}`: only then may the runner
+   record the checkpoint. A destination that writes batches in the background (DuckDB)
+   returns `DurableUpTo(writes, marker)`, naming the last page the batch holds.
 3. `commit()`: one transaction moves staging into the table - replace (swap), merge
    (upsert by record id, the last version of a record wins) or append - and records the
    run in `_bizon_loads`; a commit of a run already recorded there does nothing, so a
@@ -30,7 +32,7 @@ from typing import Any, ClassVar
 from pydantic import Field, field_validator
 
 from bizon_core.destination.config import DestinationConfig
-from bizon_core.destination.destination import AbstractDestination, WriteContext
+from bizon_core.destination.destination import AbstractDestination, DurableUpTo, WriteContext
 from bizon_core.errors import DestinationError
 from bizon_core.secrets import redact
 from bizon_core.source.config import SourceSyncModes
@@ -252,32 +254,36 @@ class StagedSqlDestination(AbstractDestination):
         )
         #: The run was committed before a stop: nothing is written or committed again.
         self._already_committed = False
-        #: The last batch written to staging.
-        self._batch = 0
+        #: Calls of `write()` in this attempt.
+        self._writes = 0
+        #: The last batch durable in staging, the last one cut from the buffer, the last
+        #: one whose marker was returned, and after which write each cut batch ends.
+        self._batch = self._cut = self._reported = 0
+        self._cut_at: dict[int, int] = {}
         self._description: dict[str, Any] | None = None
 
-    def write(self, records: Sequence[SourceRecord]) -> dict[str, Any] | None:
+    def write(self, records: Sequence[SourceRecord]) -> dict[str, Any] | DurableUpTo | None:
         if self._already_committed:
             return None
+        self._writes += 1
         if records:
             self._buffer(records)
-        if self._buffered() < self.config.batch_size:
-            return None
-        self._write_batch()
-        return self._marker()
+        if self._buffered() >= self.config.batch_size:
+            self._cut_batch()
+        self._collect_batches(wait=False)
+        return self._newly_durable()
 
     def flush(self) -> dict[str, Any] | None:
         if self._already_committed or not self._connected():
             return None
-        if self._buffered():
-            self._write_batch()
+        self._write_rest()
+        self._reported = self._batch
         # Even with nothing left to write: the runner records this run id before commit().
         return self._marker()
 
     def commit(self) -> None:
         if not self._already_committed:
-            if self._buffered():
-                self._write_batch()
+            self._write_rest()
             with self._errors("cannot commit the load"):
                 self._commit_load()
         if self._description is None:
@@ -292,6 +298,34 @@ class StagedSqlDestination(AbstractDestination):
 
     def _marker(self) -> dict[str, Any]:
         return {"run_id": self.context.run_id, "batch": self._batch}
+
+    def _resumed_at(self, batch: int) -> None:
+        """Staging holds this run's batches up to `batch`, durable: the next one follows."""
+        self._batch = self._cut = self._reported = batch
+
+    def _cut_batch(self) -> None:
+        """Make the buffered records the next batch and start writing it."""
+        self._cut += 1
+        self._cut_at[self._cut] = self._writes
+        self._write_batch(self._cut)
+
+    def _write_rest(self) -> None:
+        """Write what is buffered and wait until every batch is durable."""
+        if self._buffered():
+            self._cut_batch()
+        self._collect_batches(wait=True)
+
+    def _newly_durable(self) -> dict[str, Any] | DurableUpTo | None:
+        """The marker of batches made durable since the last one returned, if any."""
+        if self._batch == self._reported:
+            return None
+        writes = self._cut_at[self._batch]
+        for batch in [b for b in self._cut_at if b <= self._batch]:
+            del self._cut_at[batch]
+        self._reported = self._batch
+        if writes == self._writes:
+            return self._marker()
+        return DurableUpTo(writes, self._marker())
 
     def _error(self, message: str, exc: BaseException | None = None) -> DestinationError:
         """A one-line error naming the destination and the table; secrets masked."""
@@ -328,8 +362,16 @@ class StagedSqlDestination(AbstractDestination):
         """Records kept for the next batch."""
 
     @abstractmethod
-    def _write_batch(self) -> None:
-        """Write the kept records to staging as batch `self._batch + 1`, in one transaction."""
+    def _write_batch(self, batch: int) -> None:
+        """Write the kept records to staging as `batch`, in one transaction.
+
+        When it returns, the batch is durable and `self._batch` is `batch`; or, for a
+        destination that `writes_in_background`, the batch is on its way and
+        `_collect_batches` sets `self._batch` once it is durable.
+        """
+
+    def _collect_batches(self, wait: bool) -> None:
+        """Take note of the batches written in the background (all of them, if `wait`)."""
 
     @abstractmethod
     def _commit_load(self) -> None:

@@ -4,8 +4,9 @@ The same loop runs from the CLI and from Dagster; they differ only in their `Sta
 Order of a run, and what a crash at each step leaves behind:
 
 1. read the last success (incremental) and a resume point (a failed run's checkpoint);
-2. for each page: `destination.write` -> when it reports a durable write, `store.checkpoint`
-   (a crash here resumes from the previous checkpoint: the destination rolls back to it);
+2. for each page: `destination.write` -> when it reports pages durable, `store.checkpoint`
+   with the pagination after the last of them (a crash here resumes from the previous
+   checkpoint: the destination rolls back to it);
 3. `destination.commit()` (a crash before it leaves readers' data as it was);
 4. `store.commit()` - only now does the cursor move.
 """
@@ -21,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bizon_core.config import Pipeline
-from bizon_core.destination.destination import AbstractDestination, WriteContext
+from bizon_core.destination.destination import AbstractDestination, DurableUpTo, WriteContext
 from bizon_core.errors import BizonError, DestinationError, SourceError
 from bizon_core.secrets import redact
 from bizon_core.source.config import SourceSyncModes
@@ -94,6 +95,16 @@ class RunResult:
 ProgressCallback = Callable[[RunProgress], None]
 
 
+@dataclass(frozen=True)
+class _Written:
+    """Where the run is after a page is written: what a checkpoint of that page records."""
+
+    writes: int  # calls of `destination.write` up to and including this page's
+    pagination: dict[str, Any]  # where the next page starts
+    pages: int
+    records: int
+
+
 def run_stream(
     pipeline: Pipeline,
     stream: str,
@@ -127,6 +138,10 @@ class _StreamRun:
         self.on_progress = on_progress
         self.source_config = pipeline.source_configs[stream]
         self.label = f"source '{key.source}' stream '{stream}'"
+        self._writes = 0
+        #: Pages written in the background, not yet durable (see `DurableUpTo`).
+        self._pending: list[_Written] = []
+        self._last: _Written | None = None
 
     def run(self, resume: bool) -> RunResult:
         mode = self._effective_mode()
@@ -214,12 +229,20 @@ class _StreamRun:
         try:
             self._guard(destination.begin, checkpoint.destination if checkpoint else None)
             with PagedCollection() as collection:
-                for page in pages:
+                while True:
+                    try:
+                        page = next(pages)
+                    except StopIteration:
+                        break
+                    except BizonError:
+                        self._keep_written(destination, context, fetched_after)
+                        raise
                     self._write(page, destination, context, fetched_after, progress)
                     collection.page_done()
             marker = self._guard(destination.flush)
             if marker is not None:
-                self._checkpoint({}, marker, context, fetched_after, progress)
+                done = _Written(self._writes, {}, progress.pages, progress.records)
+                self._checkpoint(done, marker, context, fetched_after)
             self._guard(destination.commit)
             success = True
         finally:
@@ -239,33 +262,66 @@ class _StreamRun:
         fetched_after: datetime | None,
         progress: RunProgress,
     ) -> None:
-        """Write one page; record a checkpoint when the destination says it is durable."""
+        """Write one page; record a checkpoint when the destination says pages are durable."""
         marker = self._guard(destination.write, page.iteration.records)
         progress.pages += 1
         progress.records += len(page.iteration.records)
-        if marker is not None and page.next_pagination:
-            self._checkpoint(page.next_pagination, marker, context, fetched_after, progress)
+        self._writes += 1
+        written = _Written(self._writes, page.next_pagination, progress.pages, progress.records)
+        self._last = written
+        if destination.writes_in_background:
+            self._pending.append(written)
+        if isinstance(marker, DurableUpTo):
+            covered = [w for w in self._pending if w.writes <= marker.writes]
+            del self._pending[: len(covered)]
+            written, marker = (covered[-1], marker.marker) if covered else (written, None)
+        if marker is not None and written.pagination:
+            self._checkpoint(written, marker, context, fetched_after)
         if self.on_progress is not None:
             self.on_progress(progress)
 
+    def _keep_written(
+        self,
+        destination: AbstractDestination,
+        context: WriteContext,
+        fetched_after: datetime | None,
+    ) -> None:
+        """After the source failed: make the pages written durable, and checkpoint them.
+
+        The next attempt then resumes after the last page written, not after the last
+        batch; a failure to do so is only logged: the source's error is the one to tell.
+        """
+        if self._last is None or not self._last.pagination:
+            return
+        try:
+            marker = destination.flush()
+        except Exception as exc:
+            logger.warning(
+                "%s: cannot keep the pages written before the failure: %s",
+                self.label,
+                redact(str(exc)),
+            )
+            return
+        if marker is not None:
+            self._checkpoint(self._last, marker, context, fetched_after)
+
     def _checkpoint(
         self,
-        pagination: dict[str, Any],
+        written: _Written,
         marker: dict[str, Any],
         context: WriteContext,
         fetched_after: datetime | None,
-        progress: RunProgress,
     ) -> None:
-        """Record where to resume; `pagination == {}`: every page is written."""
+        """Record where to resume: after `written`; its `pagination == {}`: after every page."""
         self.store.checkpoint(
             self.key,
             Checkpoint(
                 run_id=context.run_id,
                 started_at=context.started_at,
                 sync_mode=context.sync_mode,
-                pagination=pagination,
-                records=progress.records,
-                pages=progress.pages,
+                pagination=written.pagination,
+                records=written.records,
+                pages=written.pages,
                 destination=marker,
                 source_last_run=fetched_after,
             ),

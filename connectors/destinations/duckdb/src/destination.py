@@ -11,7 +11,9 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from itertools import chain, repeat
@@ -154,6 +156,7 @@ class DuckDBDestination(StagedSqlDestination):
     """
 
     name = NAME
+    writes_in_background = True
     driver_errors = (duckdb.Error, OSError)
 
     def __init__(self, config: DuckDBDestinationConfig, context: WriteContext):
@@ -183,8 +186,11 @@ class DuckDBDestination(StagedSqlDestination):
         self._table_columns_seen: set[str] = set()
         self._rows = 0
         self._pending = 0
-        self._spool: IO[bytes] | None = None
+        #: Two batch files: one is filled while DuckDB loads the other in `_writer`.
+        self._spools: list[IO[bytes]] = []
         self._spool_dir: str | None = None
+        self._writer: ThreadPoolExecutor | None = None
+        self._inflight: tuple[_Batch, Future[None]] | None = None
 
     @staticmethod
     def get_config_class() -> type[DestinationConfig]:
@@ -231,9 +237,11 @@ class DuckDBDestination(StagedSqlDestination):
                 self._resume_stage(resume["batch"])
         try:
             self._spool_dir = tempfile.mkdtemp(prefix="bizon-duckdb-")
-            self._spool = open(os.path.join(self._spool_dir, "batch.json"), "w+b")  # noqa: SIM115
+            for name in ("a.json", "b.json"):
+                self._spools.append(open(os.path.join(self._spool_dir, name), "w+b"))  # noqa: SIM115
         except OSError as exc:
             raise self._error("cannot create a temporary file", exc) from exc
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bizon-duckdb")
 
     def _buffer(self, records: Sequence[SourceRecord]) -> None:
         self._add_page(records)
@@ -248,11 +256,12 @@ class DuckDBDestination(StagedSqlDestination):
         return self.path.stem
 
     def finalize(self, success: bool) -> None:
+        self._stop_writer()
         con, self._con = self._con, None
         try:
-            if self._spool is not None:
-                self._spool.close()
-                self._spool = None
+            for spool in self._spools:
+                spool.close()
+            self._spools = []
             if self._spool_dir is not None:
                 shutil.rmtree(self._spool_dir, ignore_errors=True)
                 self._spool_dir = None
@@ -440,7 +449,8 @@ class DuckDBDestination(StagedSqlDestination):
                 fields[name] = None
         self._staged, self._types = fields, dict(fields)
         self._taken.update(n.lower() for n in fields)
-        self._batch, self._rows = batch, row[0]
+        self._rows = row[0]
+        self._resumed_at(batch)
 
     def _column_for(self, field: Any) -> str:
         """The column of a record field: its name, unless DuckDB would take it for another's."""
@@ -491,7 +501,6 @@ class DuckDBDestination(StagedSqlDestination):
 
     def _spool_page(self, records: Sequence[SourceRecord], fields: dict[Any, None]) -> None:
         """Append the page to the batch file, as the items of one JSON array."""
-        assert self._spool is not None, "begin() was not called"
         extracted = datetime.now(UTC).isoformat()
         start = self._rows
         if fields.keys() <= self._identity:
@@ -514,39 +523,73 @@ class DuckDBDestination(StagedSqlDestination):
             text = orjson.dumps(rows, default=_json_default)
         except TypeError:  # integers beyond 64 bits, lone surrogates, keys not strings
             text = b"[" + b",".join(map(_dump_row, rows)) + b"]"
-        self._spool.write(b"," if self._pending else b"[")
-        self._spool.write(memoryview(text)[1:-1])
+        spool = self._spools[0]
+        spool.write(b"," if self._pending else b"[")
+        spool.write(memoryview(text)[1:-1])
         self._rows += len(records)
         self._pending += len(records)
 
-    def _write_batch(self) -> None:
-        """Append the batch file to staging as the next batch, in one transaction."""
-        assert self._spool is not None, "begin() was not called"
-        batch = self._batch + 1
-        self._spool.write(b"]")
-        self._spool.flush()
+    def _write_batch(self, batch: int) -> None:
+        """Hand the batch file to the writer thread; fill the other one meanwhile."""
+        assert self._writer is not None, "begin() was not called"
+        self._collect_batches(wait=True)  # the other file is free, staging's types known
+        spool, other = self._spools
+        spool.write(b"]")
+        spool.flush()
+        job = _Batch(batch, spool, dict(self._types))
+        self._inflight = job, self._writer.submit(self._load_batch, job)
+        other.seek(0)
+        other.truncate()
+        self._spools = [other, spool]
+        self._pending = 0
+
+    def _collect_batches(self, wait: bool) -> None:
+        if self._inflight is None:
+            return
+        job, future = self._inflight
+        if not wait and not future.done():
+            return
+        self._inflight = None
+        future.result()  # the batch's error, if it failed
+        self._staged = job.types
+        self._batch = job.number
+
+    def _load_batch(self, job: _Batch) -> None:
+        """Append a batch file to staging, in one transaction (in the writer thread).
+
+        DuckDB releases the GIL while it loads, so this overlaps fetching the next pages.
+        """
         declared = {
             ID_COLUMN: "VARCHAR",
             EXTRACTED_AT_COLUMN: "TIMESTAMPTZ",
             ROW_COLUMN: "BIGINT",
-            **{column: _duckdb_type(kind) for column, kind in self._types.items()},
+            **{column: _duckdb_type(kind) for column, kind in job.types.items()},
         }
-        with self._errors(f"cannot write batch {batch} to staging"), self._transaction():
-            self._evolve_stage()
+        with self._errors(f"cannot write batch {job.number} to staging"), self._transaction():
+            self._evolve_stage(job.types)
             self._db.execute(
                 f"INSERT INTO {self._name(self.stage)} BY NAME SELECT *, ? AS"
                 f" {_quote(RUN_ID_COLUMN)}, ? AS {_quote(BATCH_COLUMN)} FROM read_json(?,"
                 " format = 'array', columns = ?, maximum_object_size = ?)",
-                [self.context.run_id, batch, self._spool.name, declared, _MAX_RECORD_BYTES],
+                [self.context.run_id, job.number, job.spool.name, declared, _MAX_RECORD_BYTES],
             )
-        self._staged = dict(self._types)
-        self._batch, self._pending = batch, 0
-        self._spool.seek(0)
-        self._spool.truncate()
 
-    def _evolve_stage(self) -> None:
+    def _stop_writer(self) -> None:
+        """Stop the batch being written, if any (its transaction rolls back), and the thread."""
+        if self._inflight is not None:
+            future = self._inflight[1]
+            self._inflight = None
+            if not future.done() and self._con is not None:
+                with suppress(duckdb.Error):
+                    self._con.interrupt()
+            wait([future])
+        if self._writer is not None:
+            self._writer.shutdown()
+            self._writer = None
+
+    def _evolve_stage(self, types: dict[str, ColumnType | None]) -> None:
         stage = self._name(self.stage)
-        for column, kind in self._types.items():
+        for column, kind in types.items():
             name = _quote(column)
             if column not in self._staged:
                 self._db.execute(f"ALTER TABLE {stage} ADD COLUMN {name} {_duckdb_type(kind)}")
@@ -587,24 +630,31 @@ class DuckDBDestination(StagedSqlDestination):
         return bool(row and row[0])
 
     def _rebuild(self, dedupe: bool, now: datetime) -> int:
-        """Build the table from staging, in place of the old one if any.
+        """Make staging the table, in place of the old one if any.
 
-        A copy, in the commit's transaction. Renaming staging instead (after an UPDATE
-        of the load time and dropping its two own columns) saves ~0.5 s a million rows
-        but holds the UPDATE's undo for every row in memory until the commit.
+        Without duplicates, staging itself becomes the table (its own two columns dropped,
+        then renamed): no row is copied. With them, the table is built from the last
+        version of each record.
         """
-        db, stage = self._db, self._name(self.stage)
-        staged: dict[str, ColumnType | None] = {**BOOKKEEPING_TYPES, **self._staged}
-        expressions = ", ".join(
-            f"?::TIMESTAMPTZ AS {_quote(c)}" if c == LOADED_AT_COLUMN else _quote(c) for c in staged
-        )
-        rows = f"SELECT {expressions} FROM {stage}"
+        db, stage, table = self._db, self._name(self.stage), self._name(self.table)
+        loaded_at = _quote(LOADED_AT_COLUMN)
         if dedupe:
-            rows += f" {_OLDER_VERSIONS} = 1 ORDER BY {_quote(ROW_COLUMN)}"
-        loaded = db.execute(
-            f"CREATE OR REPLACE TABLE {self._name(self.table)} AS {rows}", [now]
-        ).fetchone()
-        db.execute(f"DROP TABLE {stage}")
+            staged: dict[str, ColumnType | None] = {**BOOKKEEPING_TYPES, **self._staged}
+            expressions = ", ".join(
+                f"?::TIMESTAMPTZ AS {loaded_at}" if c == LOADED_AT_COLUMN else _quote(c)
+                for c in staged
+            )
+            rows = f"SELECT {expressions} FROM {stage} {_OLDER_VERSIONS} = 1"
+            loaded = db.execute(
+                f"CREATE OR REPLACE TABLE {table} AS {rows} ORDER BY {_quote(ROW_COLUMN)}", [now]
+            ).fetchone()
+            db.execute(f"DROP TABLE {stage}")
+            return loaded[0] if loaded else 0
+        loaded = db.execute(f"UPDATE {stage} SET {loaded_at} = ?", [now]).fetchone()
+        for column in (BATCH_COLUMN, ROW_COLUMN):
+            db.execute(f"ALTER TABLE {stage} DROP COLUMN {_quote(column)}")
+        db.execute(f"DROP TABLE IF EXISTS {table}")
+        db.execute(f"ALTER TABLE {stage} RENAME TO {_quote(self.table)}")
         return loaded[0] if loaded else 0
 
     def _insert(self, target: dict[str, ColumnType | None], dedupe: bool, now: datetime) -> int:
@@ -665,6 +715,15 @@ class DuckDBDestination(StagedSqlDestination):
             f"SELECT count({_quote(column)}) = 0 FROM {self._name(self.table)}"
         ).fetchone()
         return bool(row and row[0])
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """A batch file on its way to staging, and the record columns it is written with."""
+
+    number: int
+    spool: IO[bytes]
+    types: dict[str, ColumnType | None]
 
 
 class _CannotOpen(Exception):

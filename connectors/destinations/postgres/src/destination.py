@@ -369,7 +369,7 @@ class PostgresDestination(StagedSqlDestination):
                     self._ident(self.stage), sql.SQL(", ").join(columns)
                 )
             )
-        self._stage_columns, self._field_columns, self._batch = {}, {}, 0
+        self._stage_columns, self._field_columns = {}, {}
 
     def _resume_stage(self, batch: int) -> None:
         """Keep the staged batches up to `batch` (the checkpoint's), delete the later ones."""
@@ -416,11 +416,11 @@ class PostgresDestination(StagedSqlDestination):
             for name, has_values in zip(texts, counts or (), strict=True):
                 if not has_values:
                     fields[name] = None
-        self._stage_columns, self._field_columns, self._batch = fields, {}, batch
+        self._stage_columns, self._field_columns = fields, {}
+        self._resumed_at(batch)
 
-    def _write_batch(self) -> None:
-        """Append the pending records to staging as the next batch, in one transaction."""
-        batch = self._batch + 1
+    def _write_batch(self, batch: int) -> None:
+        """Append the pending records to staging as `batch`, in one transaction."""
         pages = self._pending
         for attempt in (1, 2):
             saved = dict(self._stage_columns), dict(self._field_columns)
