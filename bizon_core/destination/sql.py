@@ -49,9 +49,14 @@ BATCH_COLUMN = "_bizon_batch"
 LOADS_TABLE = "_bizon_loads"
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-_ISO_DATETIME = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?$"
+#: What `value_type` takes for a timestamp (then checked against the calendar): ISO 8601
+#: with a time, in ranges Python and the databases agree on; for `re.fullmatch` and SQL.
+ISO_TIMESTAMP_PATTERN = (
+    r"(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"[T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,9})?)?"
+    r"(Z|[+-]([01][0-9]|2[0-3]):?[0-5][0-9])?"
 )
+_ISO_DATETIME = re.compile(ISO_TIMESTAMP_PATTERN)
 
 
 class WriteDisposition(StrEnum):
@@ -141,7 +146,9 @@ def value_type(value: Any) -> ColumnType | None:
         return ColumnType.TIMESTAMP if _is_timestamp(value) else ColumnType.TEXT
     if isinstance(value, datetime):
         return ColumnType.TIMESTAMP
-    return ColumnType.JSON
+    if isinstance(value, dict | list | tuple | set | frozenset):
+        return ColumnType.JSON
+    return value_type(str(value))  # other objects are written as their text
 
 
 def widen(current: ColumnType | None, new: ColumnType | None) -> ColumnType | None:
@@ -215,7 +222,7 @@ def infer_columns(rows: Iterable[Mapping[str, Any]]) -> dict[str, ColumnType | N
 
 
 def _is_timestamp(value: str) -> bool:
-    if not _ISO_DATETIME.match(value):
+    if not _ISO_DATETIME.fullmatch(value):
         return False
     try:
         datetime.fromisoformat(value.replace("Z", "+00:00"))

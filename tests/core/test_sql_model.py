@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 
@@ -36,6 +37,8 @@ T = ColumnType
         (datetime(2026, 1, 1, tzinfo=UTC), T.TIMESTAMP),
         ({"a": 1}, T.JSON),
         ([1, 2], T.JSON),
+        ({1, 2}, T.JSON),
+        (Decimal("1.5"), T.TEXT),
     ],
 )
 def test_value_types(value, expected):

@@ -15,9 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
-from itertools import chain, repeat
-from operator import is_not
+from itertools import chain
 from pathlib import Path
 from typing import IO, Any
 
@@ -33,6 +31,7 @@ from bizon_core.destination.sql import (
     BOOKKEEPING_TYPES,
     EXTRACTED_AT_COLUMN,
     ID_COLUMN,
+    ISO_TIMESTAMP_PATTERN,
     LOADED_AT_COLUMN,
     LOADS_TABLE,
     RUN_ID_COLUMN,
@@ -40,9 +39,6 @@ from bizon_core.destination.sql import (
     SqlDestinationConfig,
     StagedSqlDestination,
     WriteDisposition,
-    all_timestamps,
-    infer_columns,
-    value_type,
     widen,
 )
 from bizon_core.source.models import SourceRecord
@@ -56,6 +52,17 @@ ROW_COLUMN = "_bizon_row"
 STAGE_PREFIX = "_bizon_stage_"
 #: Column names a record field cannot take (DuckDB compares names case-insensitively).
 _RESERVED = frozenset(n.lower() for n in (*BOOKKEEPING_COLUMNS, BATCH_COLUMN, ROW_COLUMN))
+#: The batch being typed, read as raw JSON (a temporary table).
+RAW_TABLE = "_bizon_raw"
+#: The bits `_raw_types` gives the values of each type, as `value_type` types them.
+_TYPE_BITS = {
+    1: ColumnType.BOOLEAN,
+    2: ColumnType.BIGINT,
+    4: ColumnType.DOUBLE,
+    16: ColumnType.TIMESTAMP,
+    32: ColumnType.TEXT,  # strings that are not timestamps, integers beyond 64 bits
+    64: ColumnType.JSON,
+}
 #: Largest record read_json takes (DuckDB's default: 16 MB); it reserves twice this.
 _MAX_RECORD_BYTES = 32 << 20
 
@@ -95,9 +102,10 @@ class DuckDBDestinationConfig(SqlDestinationConfig):
         "directory; may use {pipeline}, {source} and {stream}.",
     )
     memory_limit: str = Field(
-        default="320MB",
+        default="128MB",
         pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$",
-        description="DuckDB's memory limit (its default is 80% of the machine's RAM).",
+        description="DuckDB's memory limit (its default is 80% of the machine's RAM); "
+        "beyond it, DuckDB spills to disk. A load streams, so it needs little.",
     )
     threads: int = Field(
         default=1,
@@ -109,7 +117,7 @@ class DuckDBDestinationConfig(SqlDestinationConfig):
         default="main", alias="schema", description="Schema of the tables, created if missing."
     )
     batch_size: int = Field(
-        default=250_000,
+        default=125_000,
         gt=0,
         description="Records per staging write (each one a checkpoint). DuckDB writes an "
         "insert of 122,880 rows or more straight into the file, a smaller one through its "
@@ -145,9 +153,11 @@ class DuckDBDestination(StagedSqlDestination):
     DOUBLE, TIMESTAMPTZ (ISO-8601 strings; naive ones are UTC), VARCHAR or JSON (objects,
     arrays); a new field adds a column and a field whose values change type widens its
     column (BIGINT to DOUBLE, anything to VARCHAR, anything nested to JSON), so no record
-    or value is ever refused or dropped. Records are bulk-loaded, `batch_size` at a time
-    (each batch a point a failed run resumes from), into the staging table
-    `_bizon_stage_<table>`; `commit()` then, in one transaction, replaces the table (the
+    or value is ever refused or dropped. Records are written as JSON to a batch file;
+    every `batch_size` records, a writer thread has DuckDB type the batch in SQL (as the
+    shared `infer_columns` does) and bulk-load it into the staging table
+    `_bizon_stage_<table>` (each batch a point a failed run resumes from), while the next
+    pages are fetched. `commit()` then, in one transaction, replaces the table (the
     default for full refresh), merges by record id (incremental: the last version of a
     record wins, one row per id) or appends, per `write_disposition`, and records the run
     in `_bizon_loads`: readers see the table as it was or as it is after the run, never a
@@ -173,10 +183,11 @@ class DuckDBDestination(StagedSqlDestination):
         self._con: duckdb.DuckDBPyConnection | None = None
         self._load_key: tuple[str, str, str] | None = None
         #: Record columns of the staging table as committed: name -> type; None while
-        #: every value seen is null (the column is VARCHAR until a value comes).
+        #: every value seen is null (the column is VARCHAR until a value comes). Set by
+        #: the writer thread's batches.
         self._staged: dict[str, ColumnType | None] = {}
-        #: The same with the open batch's new columns and widened types.
-        self._types: dict[str, ColumnType | None] = {}
+        #: Record columns staging has or the next batches add, in order.
+        self._record_columns: dict[str, None] = {}
         #: Record field -> its column; the fields whose column has their very name.
         self._field_columns: dict[Any, str] = {}
         self._identity: set[Any] = set()
@@ -447,7 +458,7 @@ class DuckDBDestination(StagedSqlDestination):
         for name, has_values in zip(texts, row[1:], strict=True):
             if not has_values:
                 fields[name] = None
-        self._staged, self._types = fields, dict(fields)
+        self._staged, self._record_columns = fields, dict.fromkeys(fields)
         self._taken.update(n.lower() for n in fields)
         self._rows = row[0]
         self._resumed_at(batch)
@@ -461,7 +472,7 @@ class DuckDBDestination(StagedSqlDestination):
         used = set(self._field_columns.values())
         candidate, number = base, 0
         while True:
-            existing = candidate in self._types or candidate in self._table_columns_seen
+            existing = candidate in self._record_columns or candidate in self._table_columns_seen
             if existing and candidate not in used:
                 break
             if not existing and candidate.lower() not in self._taken:
@@ -470,53 +481,29 @@ class DuckDBDestination(StagedSqlDestination):
             number += 1
             candidate = f"{base}_{number}"
         self._field_columns[field] = candidate
+        self._record_columns[candidate] = None
         if candidate == field:
             self._identity.add(field)
         return candidate
 
     def _add_page(self, records: Sequence[SourceRecord]) -> None:
+        """Append the page to the batch file: records as they are; DuckDB types them."""
         datas = [record.data for record in records]
-        fields = dict.fromkeys(chain.from_iterable(datas))
-        if not fields.keys() <= self._field_columns.keys() or not self._fits(datas, fields):
-            self._widen_for(datas)
-        self._spool_page(records, fields)
-
-    def _fits(self, datas: list[dict[str, Any]], fields: dict[Any, None]) -> bool:
-        """Whether every value of these known fields fits its column's current type."""
-        columns, types = self._field_columns, self._types
-        return all(
-            _fits(types[columns[field]], list(map(dict.get, datas, repeat(field))))
-            for field in fields
-        )
-
-    def _widen_for(self, datas: list[dict[str, Any]]) -> None:
-        """Add and widen columns (in memory, until the batch is written) for these rows."""
-        for field, kind in infer_columns(datas).items():
-            column = self._column_for(field)
-            if column not in self._types:
-                self._types[column] = kind
-            elif kind is not None:
-                current = self._types[column]
-                self._types[column] = kind if current is None else widen(current, kind)
-
-    def _spool_page(self, records: Sequence[SourceRecord], fields: dict[Any, None]) -> None:
-        """Append the page to the batch file, as the items of one JSON array."""
+        fields = set().union(*datas)
+        if not fields <= self._field_columns.keys():
+            for field in dict.fromkeys(chain.from_iterable(datas)):  # in order of appearance
+                self._column_for(field)
         extracted = datetime.now(UTC).isoformat()
         start = self._rows
-        if fields.keys() <= self._identity:
+        if fields <= self._identity:
             rows = [
-                {ID_COLUMN: r.id, EXTRACTED_AT_COLUMN: extracted, ROW_COLUMN: n, **r.data}
+                {"i": r.id, "e": extracted, "n": n, "d": r.data}
                 for n, r in enumerate(records, start)
             ]
         else:
             names = self._field_columns
             rows = [
-                {
-                    ID_COLUMN: r.id,
-                    EXTRACTED_AT_COLUMN: extracted,
-                    ROW_COLUMN: n,
-                    **{names[k]: v for k, v in r.data.items()},
-                }
+                {"i": r.id, "e": extracted, "n": n, "d": {names[k]: v for k, v in r.data.items()}}
                 for n, r in enumerate(records, start)
             ]
         try:
@@ -536,7 +523,7 @@ class DuckDBDestination(StagedSqlDestination):
         spool, other = self._spools
         spool.write(b"]")
         spool.flush()
-        job = _Batch(batch, spool, dict(self._types))
+        job = _Batch(batch, spool, list(self._record_columns))
         self._inflight = job, self._writer.submit(self._load_batch, job)
         other.seek(0)
         other.truncate()
@@ -550,29 +537,89 @@ class DuckDBDestination(StagedSqlDestination):
         if not wait and not future.done():
             return
         self._inflight = None
-        future.result()  # the batch's error, if it failed
-        self._staged = job.types
+        self._staged = future.result()  # raises the batch's error, if it failed
         self._batch = job.number
 
-    def _load_batch(self, job: _Batch) -> None:
-        """Append a batch file to staging, in one transaction (in the writer thread).
+    def _load_batch(self, job: _Batch) -> dict[str, ColumnType | None]:
+        """Type a batch file and append it to staging, in one transaction (writer thread).
 
-        DuckDB releases the GIL while it loads, so this overlaps fetching the next pages.
+        DuckDB reads each field as raw JSON, finds the type of its values as
+        `infer_columns` would, widens staging's columns, then inserts the values cast to
+        them. It releases the GIL meanwhile, so this overlaps fetching the next pages.
+        Returns staging's record columns and their types.
         """
-        declared = {
-            ID_COLUMN: "VARCHAR",
-            EXTRACTED_AT_COLUMN: "TIMESTAMPTZ",
-            ROW_COLUMN: "BIGINT",
-            **{column: _duckdb_type(kind) for column, kind in job.types.items()},
-        }
+        raw = _quote(RAW_TABLE)
+        record = (
+            "STRUCT(" + ", ".join(f"{_quote(c)} JSON" for c in job.columns) + ")"
+            if job.columns
+            else "JSON"
+        )
+        declared = {"i": "VARCHAR", "e": "TIMESTAMPTZ", "n": "BIGINT", "d": record}
+        bookkeeping = f"{_quote(ID_COLUMN)}, {_quote(EXTRACTED_AT_COLUMN)}, {_quote(ROW_COLUMN)}"
         with self._errors(f"cannot write batch {job.number} to staging"), self._transaction():
-            self._evolve_stage(job.types)
+            # The record's fields cannot take the bookkeeping columns' names (`_RESERVED`).
             self._db.execute(
-                f"INSERT INTO {self._name(self.stage)} BY NAME SELECT *, ? AS"
-                f" {_quote(RUN_ID_COLUMN)}, ? AS {_quote(BATCH_COLUMN)} FROM read_json(?,"
-                " format = 'array', columns = ?, maximum_object_size = ?)",
-                [self.context.run_id, job.number, job.spool.name, declared, _MAX_RECORD_BYTES],
+                f"CREATE OR REPLACE TEMP TABLE {raw} ({bookkeeping}"
+                f"{''.join(', ' + _quote(c) for c in job.columns)}) AS SELECT i, e, n"
+                f"{', d.*' if job.columns else ''} FROM read_json(?, format = 'array',"
+                " columns = ?, maximum_object_size = ?)",
+                [job.spool.name, declared, _MAX_RECORD_BYTES],
             )
+            types = self._widened(self._raw_types(job.columns))
+            self._evolve_stage(types)
+            values = "".join(f", {_from_json(_quote(c), types[c])} AS {_quote(c)}" for c in types)
+            self._db.execute(
+                f"INSERT INTO {self._name(self.stage)} BY NAME SELECT {bookkeeping},"
+                f" ? AS {_quote(RUN_ID_COLUMN)}, ? AS {_quote(BATCH_COLUMN)}{values} FROM {raw}",
+                [self.context.run_id, job.number],
+            )
+            self._db.execute(f"DROP TABLE {raw}")
+        return types
+
+    def _raw_types(self, columns: list[str]) -> dict[str, ColumnType | None]:
+        """The type of each column's values in the batch: `infer_columns`, in SQL.
+
+        Each raw JSON value is classed by its text (no JSON parsing): the bit of its
+        type in `_TYPE_BITS`, OR-ed over the column.
+        """
+        if not columns:
+            return {}
+        classes = []
+        for column in columns:
+            text = f"CAST({_quote(column)} AS VARCHAR)"
+            strings = "32"  # text; unless the column may still take timestamps:
+            if self._staged.get(column) not in (ColumnType.TEXT, ColumnType.JSON):
+                strings = (
+                    f"CASE WHEN regexp_full_match({text}, '\"(?:{ISO_TIMESTAMP_PATTERN})\"')"
+                    f" AND TRY_CAST({_quote(column)} ->> '$' AS TIMESTAMPTZ) IS NOT NULL"
+                    " THEN 16 ELSE 32 END"
+                )
+            classes.append(
+                f"bit_or(CASE left({text}, 1) WHEN '\"' THEN {strings}"
+                " WHEN '{' THEN 64 WHEN '[' THEN 64 WHEN 't' THEN 1 WHEN 'f' THEN 1"
+                " WHEN 'n' THEN NULL"
+                f" ELSE CASE WHEN contains({text}, '.') OR contains(lower({text}), 'e') THEN 4"
+                f" WHEN TRY_CAST({text} AS BIGINT) IS NULL THEN 32 ELSE 2 END END)"
+                f" FILTER ({_quote(column)} IS NOT NULL)"
+            )
+        row = self._db.execute(f"SELECT {', '.join(classes)} FROM {_quote(RAW_TABLE)}").fetchone()
+        assert row is not None
+        types: dict[str, ColumnType | None] = {}
+        for column, bits in zip(columns, row, strict=True):
+            kind: ColumnType | None = None
+            for bit, found in _TYPE_BITS.items():
+                if bits and bits & bit:
+                    kind = widen(kind, found)
+            types[column] = kind
+        return types
+
+    def _widened(self, found: dict[str, ColumnType | None]) -> dict[str, ColumnType | None]:
+        """Staging's columns, added and widened to hold the types found."""
+        types = dict(self._staged)
+        for column, kind in found.items():
+            current = types.get(column)
+            types[column] = kind if current is None else widen(current, kind)
+        return types
 
     def _stop_writer(self) -> None:
         """Stop the batch being written, if any (its transaction rolls back), and the thread."""
@@ -588,6 +635,7 @@ class DuckDBDestination(StagedSqlDestination):
             self._writer = None
 
     def _evolve_stage(self, types: dict[str, ColumnType | None]) -> None:
+        """Add and widen staging's columns to `types`."""
         stage = self._name(self.stage)
         for column, kind in types.items():
             name = _quote(column)
@@ -719,11 +767,11 @@ class DuckDBDestination(StagedSqlDestination):
 
 @dataclass(frozen=True)
 class _Batch:
-    """A batch file on its way to staging, and the record columns it is written with."""
+    """A batch file on its way to staging, and the record columns its records may have."""
 
     number: int
     spool: IO[bytes]
-    types: dict[str, ColumnType | None]
+    columns: list[str]
 
 
 class _CannotOpen(Exception):
@@ -769,6 +817,17 @@ def _convert(column: str, source: ColumnType | None, target: ColumnType) -> str:
     return f"CAST({column} AS {_DUCKDB_TYPES[target]})"
 
 
+def _from_json(column: str, kind: ColumnType | None) -> str:
+    """An expression casting a raw JSON `column` to `kind`, for values `kind` holds."""
+    if kind is ColumnType.JSON:
+        return column
+    if kind is ColumnType.TIMESTAMP:
+        return f"CAST({column} ->> '$' AS TIMESTAMPTZ)"
+    if kind is None or kind is ColumnType.TEXT:
+        return f"{column} ->> '$'"
+    return f"CAST({column} AS {_DUCKDB_TYPES[kind]})"
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     text = text.split(" See also https://", 1)[0]
@@ -786,72 +845,9 @@ def _why(exc: OSError, directory: Path) -> str:
     return exc.strerror or str(exc)
 
 
-# Fitting values to column types -------------------------------------------------------
-
-_NONE = type(None)
-_INT64 = 2**63
-#: Python types whose every value has one column type (the others depend on the value).
-_CLASS_TYPES: dict[type, ColumnType | None] = {
-    cls: value_type(sample)
-    for cls, sample in (
-        (bool, True),
-        (float, 0.5),
-        (dict, {}),
-        (list, []),
-        (tuple, ()),
-        (datetime, datetime(2026, 1, 1, tzinfo=UTC)),
-    )
-}
-
-
-#: Whether a column of the first type holds a value of the second unchanged.
-_ABSORBS = {
-    (kind, other): widen(kind, other) == kind for kind in ColumnType for other in ColumnType
-}
-_present = partial(is_not, None)
-
-
-def _absorbs(kind: ColumnType, *types: ColumnType | None) -> bool:
-    return all(_ABSORBS[kind, other] for other in types)  # type: ignore[index]
-
-
-def _fits(kind: ColumnType | None, values: list[Any]) -> bool:
-    """Whether `widen(kind, value_type(v)) == kind` for each value, by whole columns."""
-    classes = set(map(type, values))
-    nulls = _NONE in classes
-    classes.discard(_NONE)
-    if not classes:
-        return True
-    if kind is None:
-        return False
-    for cls in classes:
-        fixed = _CLASS_TYPES.get(cls)
-        if fixed is not None:
-            if not _absorbs(kind, fixed):
-                return False
-            continue
-        if cls is str or cls is int:  # their type depends on the value
-            either = (ColumnType.TEXT, ColumnType.TIMESTAMP if cls is str else ColumnType.BIGINT)
-            if _absorbs(kind, *either):
-                continue
-            if not _absorbs(kind, either[1]):
-                return False
-        if len(classes) > 1:
-            these = [v for v in values if type(v) is cls]
-        else:
-            these = list(filter(_present, values)) if nulls else values
-        if cls is str:
-            fit = all_timestamps(these)
-        elif cls is int:
-            fit = _absorbs(kind, value_type(min(these)), value_type(max(these)))
-        else:
-            fit = all(_absorbs(kind, value_type(v)) for v in these)
-        if not fit:
-            return False
-    return True
-
-
 # JSON of the rows ---------------------------------------------------------------------
+
+_INT64 = 2**63
 
 
 def _json_default(value: Any) -> Any:
