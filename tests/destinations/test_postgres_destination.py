@@ -122,8 +122,11 @@ def test_records_land_in_typed_columns(api, pipeline, pg, store):
     assert pg.query('SELECT "table", run_id, "rows" FROM _bizon_loads') == [
         ("users", result.run.run_id, 25)
     ]
-    loaded_at = "SELECT DISTINCT u._bizon_loaded_at = l.committed_at FROM users u, _bizon_loads l"
-    assert pg.query(loaded_at) == [(True,)]  # the commit's time
+    # Loaded when its batch was written: after the run started, not after the commit.
+    loaded_at = "SELECT DISTINCT u._bizon_loaded_at <= l.committed_at FROM users u, _bizon_loads l"
+    assert pg.query(loaded_at) == [(True,)]
+    assert pg.query("SELECT min(_bizon_loaded_at) FROM users")[0][0] >= result.run.started_at
+    assert pg.query("SELECT count(*) FROM users WHERE _bizon_loaded_at IS NULL") == [(0,)]
     described = result.destination
     assert described["table_name"] == f"{pg.server.database}.{pg.name}.users"
     assert described["row_count"] == 25
@@ -204,9 +207,10 @@ def test_an_incremental_merge_replaces_changed_rows(api, pipeline, pg, store):
     assert pg.query("SELECT _bizon_id FROM users GROUP BY 1 HAVING count(*) > 1") == []
 
 
-def test_a_merge_keeps_the_last_version_of_a_record_loaded_twice_in_one_run(pg):
+@pytest.mark.parametrize("mode", [SourceSyncModes.INCREMENTAL, SourceSyncModes.FULL_REFRESH])
+def test_the_last_version_of_a_record_loaded_twice_in_one_run_wins(pg, mode):
     """Directly through the destination: within a batch and across batches."""
-    destination = _destination(pg, SourceSyncModes.INCREMENTAL, batch_size=2)
+    destination = _destination(pg, mode, batch_size=2)
     destination.begin(None)
     destination.write([_record(1, "a"), _record(2, "a")])
     destination.write([_record(1, "b"), _record(3, "a"), _record(1, "c")])

@@ -148,13 +148,14 @@ class DuckDBDestinationConfig(SqlDestinationConfig):
 class DuckDBDestination(StagedSqlDestination):
     """Loads each stream into a typed table of a DuckDB file, atomically, in bulk.
 
-    The table has the columns `_bizon_id`, `_bizon_extracted_at`, `_bizon_loaded_at` and
-    `_bizon_run_id`, then one per top-level field of the records, typed BOOLEAN, BIGINT,
-    DOUBLE, TIMESTAMPTZ (ISO-8601 strings; naive ones are UTC), VARCHAR or JSON (objects,
-    arrays); a new field adds a column and a field whose values change type widens its
-    column (BIGINT to DOUBLE, anything to VARCHAR, anything nested to JSON), so no record
-    or value is ever refused or dropped. Records are written as JSON to a batch file;
-    every `batch_size` records, a writer thread has DuckDB type the batch in SQL (as the
+    The table has the columns `_bizon_id`, `_bizon_extracted_at` (when the page was
+    fetched), `_bizon_loaded_at` (when its batch was written) and `_bizon_run_id`, then
+    one per top-level field of the records, typed BOOLEAN, BIGINT, DOUBLE, TIMESTAMPTZ
+    (ISO-8601 strings; naive ones are UTC), VARCHAR or JSON (objects, arrays); a new
+    field adds a column and a field whose values change type widens its column (BIGINT
+    to DOUBLE, anything to VARCHAR, anything nested to JSON), so no record or value is
+    ever refused or dropped. Records are written as JSON to a batch file; every
+    `batch_size` records, a writer thread has DuckDB type the batch in SQL (as the
     shared `infer_columns` does) and bulk-load it into the staging table
     `_bizon_stage_<table>` (each batch a point a failed run resumes from), while the next
     pages are fetched. `commit()` then, in one transaction, replaces the table (the
@@ -570,7 +571,8 @@ class DuckDBDestination(StagedSqlDestination):
             values = "".join(f", {_from_json(_quote(c), types[c])} AS {_quote(c)}" for c in types)
             self._db.execute(
                 f"INSERT INTO {self._name(self.stage)} BY NAME SELECT {bookkeeping},"
-                f" ? AS {_quote(RUN_ID_COLUMN)}, ? AS {_quote(BATCH_COLUMN)}{values} FROM {raw}",
+                f" now() AS {_quote(LOADED_AT_COLUMN)}, ? AS {_quote(RUN_ID_COLUMN)},"
+                f" ? AS {_quote(BATCH_COLUMN)}{values} FROM {raw}",
                 [self.context.run_id, job.number],
             )
             self._db.execute(f"DROP TABLE {raw}")
@@ -657,17 +659,16 @@ class DuckDBDestination(StagedSqlDestination):
             if self._run_recorded():
                 db.execute(f"DROP TABLE IF EXISTS {stage}")
                 return
-            now = datetime.now(UTC)
             target = self._table_columns(self.table)
             dedupe = self.disposition is not WriteDisposition.APPEND and self._has_duplicates()
             if target is None or self.disposition is WriteDisposition.REPLACE:
-                loaded = self._rebuild(dedupe, now)
+                loaded = self._rebuild(dedupe)
             else:
-                loaded = self._insert(target, dedupe, now)
+                loaded = self._insert(target, dedupe)
             db.execute(
                 f'INSERT INTO {self._name(LOADS_TABLE)} ("schema", "table", run_id,'
-                ' committed_at, "rows") VALUES (?, ?, ?, ?, ?)',
-                [self.schema, self.table, self.context.run_id, now, loaded],
+                ' committed_at, "rows") VALUES (?, ?, ?, now(), ?)',
+                [self.schema, self.table, self.context.run_id, loaded],
             )
             self._description = self._describe_table()
 
@@ -677,7 +678,7 @@ class DuckDBDestination(StagedSqlDestination):
         ).fetchone()
         return bool(row and row[0])
 
-    def _rebuild(self, dedupe: bool, now: datetime) -> int:
+    def _rebuild(self, dedupe: bool) -> int:
         """Make staging the table, in place of the old one if any.
 
         Without duplicates, staging itself becomes the table (its own two columns dropped,
@@ -685,35 +686,27 @@ class DuckDBDestination(StagedSqlDestination):
         version of each record.
         """
         db, stage, table = self._db, self._name(self.stage), self._name(self.table)
-        loaded_at = _quote(LOADED_AT_COLUMN)
         if dedupe:
-            staged: dict[str, ColumnType | None] = {**BOOKKEEPING_TYPES, **self._staged}
-            expressions = ", ".join(
-                f"?::TIMESTAMPTZ AS {loaded_at}" if c == LOADED_AT_COLUMN else _quote(c)
-                for c in staged
-            )
-            rows = f"SELECT {expressions} FROM {stage} {_OLDER_VERSIONS} = 1"
+            staged = ", ".join(_quote(c) for c in {**BOOKKEEPING_TYPES, **self._staged})
+            rows = f"SELECT {staged} FROM {stage} {_OLDER_VERSIONS} = 1"
             loaded = db.execute(
-                f"CREATE OR REPLACE TABLE {table} AS {rows} ORDER BY {_quote(ROW_COLUMN)}", [now]
+                f"CREATE OR REPLACE TABLE {table} AS {rows} ORDER BY {_quote(ROW_COLUMN)}"
             ).fetchone()
             db.execute(f"DROP TABLE {stage}")
             return loaded[0] if loaded else 0
-        loaded = db.execute(f"UPDATE {stage} SET {loaded_at} = ?", [now]).fetchone()
+        loaded = db.execute(f"SELECT count(*) FROM {stage}").fetchone()
         for column in (BATCH_COLUMN, ROW_COLUMN):
             db.execute(f"ALTER TABLE {stage} DROP COLUMN {_quote(column)}")
         db.execute(f"DROP TABLE IF EXISTS {table}")
         db.execute(f"ALTER TABLE {stage} RENAME TO {_quote(self.table)}")
         return loaded[0] if loaded else 0
 
-    def _insert(self, target: dict[str, ColumnType | None], dedupe: bool, now: datetime) -> int:
+    def _insert(self, target: dict[str, ColumnType | None], dedupe: bool) -> int:
         """Merge (delete the records' previous versions) or append staging into the table."""
         db, stage, table = self._db, self._name(self.stage), self._name(self.table)
         staged: dict[str, ColumnType | None] = {**BOOKKEEPING_TYPES, **self._staged}
         columns = self._evolve_table(target, staged)
-        expressions = ", ".join(
-            "?::TIMESTAMPTZ" if column == LOADED_AT_COLUMN else expression
-            for column, expression in columns
-        )
+        expressions = ", ".join(expression for _, expression in columns)
         rows = f"SELECT {expressions} FROM {stage}"
         if dedupe:
             rows += f" {_OLDER_VERSIONS} = 1 ORDER BY {_quote(ROW_COLUMN)}"
@@ -723,7 +716,7 @@ class DuckDBDestination(StagedSqlDestination):
                 f"DELETE FROM {table} WHERE {identifier} IN (SELECT {identifier} FROM {stage})"
             )
         names = ", ".join(_quote(column) for column, _ in columns)
-        loaded = db.execute(f"INSERT INTO {table} ({names}) {rows}", [now]).fetchone()
+        loaded = db.execute(f"INSERT INTO {table} ({names}) {rows}").fetchone()
         db.execute(f"DROP TABLE {stage}")
         return loaded[0] if loaded else 0
 

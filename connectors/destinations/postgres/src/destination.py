@@ -112,16 +112,18 @@ class PostgresDestination(StagedSqlDestination):
     column; a field whose values change type widens its column (bigint to double
     precision, anything to text, anything with nested values to jsonb) and converts what
     is there: no record or value is ever refused or dropped. Naive timestamps are UTC.
-    `_bizon_extracted_at` is when the page was written, `_bizon_loaded_at` when the run
-    was committed (the same for all its rows, and its `_bizon_loads.committed_at`).
+    `_bizon_extracted_at` is when the page was fetched, `_bizon_loaded_at` when its batch
+    was written to the database; the run became visible at its `_bizon_loads.committed_at`.
 
     A run is written with COPY into `<schema>._bizon_stage_<table>`, a regular table:
     every `batch_size` records one transaction appends a batch and the run may be resumed
     from there after a crash. `commit()` then moves it in one transaction:
 
-    - `replace` (default for full refresh): a new table is filled and swapped in for the
-      old one (the old one's columns are kept, its indexes, grants and dependent views
-      are not: a view on the table makes the swap fail, use merge for such tables);
+    - `replace` (default for full refresh): staging itself, its own columns dropped,
+      is swapped in for the old table (or, when the run holds a record twice, a new
+      table of the last versions is); the old table's indexes, grants and dependent
+      views are not kept: a view on the table makes the swap fail, use merge for such
+      tables;
     - `merge` (default for incremental): rows whose `_bizon_id` was loaded are replaced
       by the last version loaded (an index on `_bizon_id` is created for it);
     - `append`: every row is added.
@@ -358,6 +360,8 @@ class PostgresDestination(StagedSqlDestination):
             sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(_PG_TYPES[kind]))
             for name, kind in BOOKKEEPING_TYPES.items()
         ]
+        # A row is loaded when its batch is: that transaction's time.
+        columns[list(BOOKKEEPING_TYPES).index(LOADED_AT_COLUMN)] += sql.SQL(" DEFAULT now()")
         columns += [
             sql.SQL("{} integer NOT NULL").format(sql.Identifier(BATCH_COLUMN)),
             sql.SQL("{} integer NOT NULL").format(sql.Identifier(ROW_COLUMN)),
@@ -493,7 +497,7 @@ class PostgresDestination(StagedSqlDestination):
             f"{_escape(self.context.run_id)}\t{batch}",
         )
         first = next(chunks, None)  # a misfit in the first rows is found before COPY starts
-        # `_bizon_loaded_at` stays null in staging: it is the commit's time.
+        # `_bizon_loaded_at` takes its default: this transaction's time.
         names = [ID_COLUMN, EXTRACTED_AT_COLUMN, RUN_ID_COLUMN, BATCH_COLUMN, ROW_COLUMN]
         names += [column for _, column in fields]
         statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
@@ -522,6 +526,10 @@ class PostgresDestination(StagedSqlDestination):
             existing: dict[str, ColumnType | None] = {}
             if replace:
                 db.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self._ident(work)))
+            if replace and not self._has_duplicates():
+                loaded = self._swap_in_stage(target is not None)
+                self._record_load(loaded)
+                return
             if target is None or replace:
                 # A new table (a replace's too: it holds this run's columns only):
                 # bookkeeping columns first, then the rest in staging order.
@@ -579,15 +587,50 @@ class PostgresDestination(StagedSqlDestination):
                         self._ident(work), sql.Identifier(self.table)
                     )
                 )
-            db.execute(
-                sql.SQL(
-                    'INSERT INTO {} ("schema", "table", run_id, committed_at, "rows")'
-                    " VALUES (%s, %s, %s, now(), %s)"
-                ).format(self._ident(LOADS_TABLE)),
-                (self.schema, self.table, self.context.run_id, loaded),
-            )
             db.execute(sql.SQL("DROP TABLE {}").format(stage))
-            self._description = self._describe_table()
+            self._record_load(loaded)
+
+    def _has_duplicates(self) -> bool:
+        found = self._db.execute(
+            sql.SQL("SELECT 1 FROM {} GROUP BY {} HAVING count(*) > 1 LIMIT 1").format(
+                self._ident(self.stage), sql.Identifier(ID_COLUMN)
+            )
+        ).fetchone()
+        return found is not None
+
+    def _swap_in_stage(self, replaces: bool) -> int:
+        """Make staging the table (its own columns dropped, renamed): no row is copied."""
+        stage = self._ident(self.stage)
+        self._db.execute(
+            sql.SQL(
+                "ALTER TABLE {} DROP COLUMN {}, DROP COLUMN {}, ALTER COLUMN {} DROP DEFAULT"
+            ).format(
+                stage,
+                sql.Identifier(BATCH_COLUMN),
+                sql.Identifier(ROW_COLUMN),
+                sql.Identifier(LOADED_AT_COLUMN),
+            )
+        )
+        if replaces:
+            self._db.execute(sql.SQL("DROP TABLE {}").format(self._ident(self.table)))
+        self._db.execute(
+            sql.SQL("ALTER TABLE {} RENAME TO {}").format(stage, sql.Identifier(self.table))
+        )
+        row = self._db.execute(
+            sql.SQL("SELECT count(*) FROM {}").format(self._ident(self.table))
+        ).fetchone()
+        return row[0] if row else 0
+
+    def _record_load(self, rows: int) -> None:
+        """Record the run in `_bizon_loads`, in the commit's transaction."""
+        self._db.execute(
+            sql.SQL(
+                'INSERT INTO {} ("schema", "table", run_id, committed_at, "rows")'
+                " VALUES (%s, %s, %s, now(), %s)"
+            ).format(self._ident(LOADS_TABLE)),
+            (self.schema, self.table, self.context.run_id, rows),
+        )
+        self._description = self._describe_table()
 
     def _evolve_table(
         self, work: str, existing: dict[str, ColumnType | None]
@@ -598,18 +641,16 @@ class PostgresDestination(StagedSqlDestination):
         staged: dict[str, ColumnType | None] = {**BOOKKEEPING_TYPES, **self._stage_columns}
         for column, kind in staged.items():
             name = sql.Identifier(column)
-            # Rows are loaded when they become visible: at this transaction's time.
-            value = sql.SQL("now()") if column == LOADED_AT_COLUMN else name
             if column not in existing:
                 final = kind or ColumnType.TEXT
                 self._db.execute(
                     sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(table, name, _sql_type(final))
                 )
-                columns.append((column, _cast(value, kind, final)))
+                columns.append((column, _cast(name, kind, final)))
                 continue
             have = existing[column]
             if have is None:  # a type of the user's choosing: PostgreSQL's assignment casts
-                columns.append((column, value))
+                columns.append((column, name))
                 continue
             final = have if kind is None else widen(have, kind)
             assert final is not None
@@ -619,7 +660,7 @@ class PostgresDestination(StagedSqlDestination):
                         table, name, _sql_type(final), _cast(name, have, final)
                     )
                 )
-            columns.append((column, _cast(value, kind, final)))
+            columns.append((column, _cast(name, kind, final)))
         return columns
 
 
