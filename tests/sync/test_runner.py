@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 
-from bizon_core.config import load_pipeline
+from bizon_core.config import Pipeline, load_pipeline
+from bizon_core.destination.config import DestinationConfig
+from bizon_core.destination.destination import AbstractDestination, DurableUpTo, WriteContext
 from bizon_core.errors import PaginationLoopError, RecordError, SourceError, StateError
 from bizon_core.source.config import SourceSyncModes
+from bizon_core.source.models import SourceRecord
 from bizon_core.sync.runner import run_stream
 from bizon_core.sync.sqlite_store import SqliteStateStore
-from bizon_core.sync.state import StreamKey
+from bizon_core.sync.state import Checkpoint, StreamKey
 from bizon_core.testing import Fault
 
 KEY = StreamKey("test_pipeline", "paged", "users")
@@ -200,3 +206,68 @@ def test_a_crash_between_destination_commit_and_cursor_commit_loses_and_duplicat
     assert resumed.resumed_from is not None
     assert read_ids(output) == [str(i) for i in range(1, 40)]
     assert store.last_success(KEY) == resumed.run
+
+
+class LaggingDestination(AbstractDestination):
+    """Writes in the background: page N is durable only once page N + 1 is written."""
+
+    writes_in_background = True
+
+    def __init__(self, config: DestinationConfig, context: WriteContext):
+        super().__init__(config, context)
+        self.writes = 0
+
+    @staticmethod
+    def get_config_class() -> type[DestinationConfig]:
+        return DestinationConfig
+
+    def write(self, records: Sequence[SourceRecord]) -> DurableUpTo | None:
+        self.writes += 1
+        return DurableUpTo(self.writes - 1, {"upto": self.writes - 1}) if self.writes > 1 else None
+
+    def flush(self) -> dict[str, Any]:
+        return {"upto": self.writes}
+
+    def commit(self) -> None:
+        pass
+
+
+class RecordingStore(SqliteStateStore):
+    def __init__(self, path: Path):
+        super().__init__(path)
+        self.recorded: list[Checkpoint] = []
+
+    def checkpoint(self, key: StreamKey, checkpoint: Checkpoint) -> None:
+        self.recorded.append(checkpoint)
+        super().checkpoint(key, checkpoint)
+
+
+def lagging(pipeline: Pipeline) -> Pipeline:
+    return dataclasses.replace(pipeline, destination_class=LaggingDestination)
+
+
+def test_a_checkpoint_names_the_last_page_its_marker_covers(server, write_pipeline, tmp_path):
+    store = RecordingStore(tmp_path / "state.db")
+    run_stream(lagging(load_pipeline(write_pipeline({"base_url": server.url}))), "users", store)
+    seen = [(c.destination, c.pages, c.records, bool(c.pagination)) for c in store.recorded]
+    assert seen == [
+        ({"upto": 1}, 1, 10, True),
+        ({"upto": 2}, 2, 20, True),
+        ({"upto": 3}, 3, 25, False),  # flush(): every page written
+    ]
+    # The checkpoint after page 1 resumes at page 2: the one recorded when page 3 was written.
+    assert store.recorded[0].pagination != store.recorded[1].pagination
+
+
+def test_a_source_failure_checkpoints_the_pages_written_before_it(server, write_pipeline, tmp_path):
+    store = RecordingStore(tmp_path / "state.db")
+    failing = load_pipeline(write_pipeline({"base_url": server.url, "fail_on_page": 3}))
+    with pytest.raises(SourceError, match="boom on page 3"):
+        run_stream(lagging(failing), "users", store)
+    # Page 2 was not durable when page 3 failed: the runner flushed it, then checkpointed.
+    assert [(c.destination, c.records) for c in store.recorded] == [
+        ({"upto": 1}, 10),
+        ({"upto": 2}, 20),
+    ]
+    assert store.resume_point(KEY).records == 20
+    assert store.last_success(KEY) is None
