@@ -489,6 +489,13 @@ def test_merge_keeps_the_last_version_of_a_record_written_twice(tmp_path):
     assert query(db, 'SELECT "rows" FROM main._bizon_loads ORDER BY committed_at') == [(2,), (2,)]
 
 
+def test_records_without_fields_load_and_later_fields_add_columns(tmp_path):
+    db = tmp_path / "bare.duckdb"
+    load(make_destination(db, batch_size=1), [{"key": 1}], [{"key": 2, "x": 5}])
+    assert query(db, "SELECT _bizon_id, x FROM main.things ORDER BY 1") == [("1", None), ("2", 5)]
+    assert columns(db, "things")["x"] == "BIGINT"
+
+
 def test_a_second_load_into_the_same_table_fails_at_once(tmp_path):
     db = tmp_path / "busy.duckdb"
     first, second = make_destination(db), make_destination(db)
