@@ -303,6 +303,37 @@ class StagedSqlDestination(AbstractDestination):
             described.update(self._description)
         return described
 
+    def _open_stage(self, resume: dict[str, Any] | None) -> None:
+        """Create staging for a new run, or keep the batches a failed attempt staged.
+
+        A run already recorded in `_bizon_loads` committed, then stopped before its
+        cursor moved: nothing is written or committed again.
+        """
+        if resume is None:
+            self._create_stage()
+            return
+        batch = resume.get("batch")
+        if resume.get("run_id") != self.context.run_id or not isinstance(batch, int):
+            raise self._error(
+                f"cannot resume run {self.context.run_id}: its checkpoint was not written "
+                "by this destination; run again without resuming (--no-resume)"
+            )
+        if self._run_recorded():
+            self._already_committed = True
+            return
+        columns = self._table_columns(self._stage_name())
+        if columns is None:
+            raise self._cannot_resume("it is missing")
+        if not self._stage_holds(batch):
+            raise self._cannot_resume(f"it does not hold this run's batches up to {batch}")
+        self._resume_stage(batch, columns)
+
+    def _cannot_resume(self, why: str) -> DestinationError:
+        return self._error(
+            f"cannot resume from the staging table {self.schema}.{self._stage_name()}: {why};"
+            " run again without resuming (--no-resume)"
+        )
+
     def _marker(self) -> dict[str, Any]:
         return {"run_id": self.context.run_id, "batch": self._batch}
 
@@ -367,6 +398,30 @@ class StagedSqlDestination(AbstractDestination):
     @abstractmethod
     def _buffered(self) -> int:
         """Records kept for the next batch."""
+
+    @abstractmethod
+    def _stage_name(self) -> str:
+        """The staging table's name."""
+
+    @abstractmethod
+    def _create_stage(self) -> None:
+        """Create an empty staging table, in place of any left by another run."""
+
+    @abstractmethod
+    def _run_recorded(self) -> bool:
+        """Whether `_bizon_loads` records this run as committed into the table."""
+
+    @abstractmethod
+    def _table_columns(self, name: str) -> dict[str, ColumnType | None] | None:
+        """A table's columns, name -> type (None: a type bizon does not write), or None."""
+
+    @abstractmethod
+    def _stage_holds(self, batch: int) -> bool:
+        """Whether staging holds only this run's rows, batch `batch` among them (if > 0)."""
+
+    @abstractmethod
+    def _resume_stage(self, batch: int, columns: dict[str, ColumnType | None]) -> None:
+        """Delete the batches after `batch` from staging (of `columns`); resume after it."""
 
     @abstractmethod
     def _write_batch(self, batch: int) -> None:

@@ -232,21 +232,9 @@ class DuckDBDestination(StagedSqlDestination):
             table = self._table_columns(self.table) or {}
             self._table_columns_seen = {c for c in table if c.lower() not in _RESERVED}
             self._taken.update(c.lower() for c in table)
-            if resume is None:
-                self._create_stage()
-            elif resume.get("run_id") != self.context.run_id:
-                raise self._error(
-                    f"cannot resume: the checkpoint is of run {resume.get('run_id')}, not "
-                    f"{self.context.run_id}; run again without resuming (--no-resume)"
-                )
-            elif self._run_recorded():
-                # The run committed, then stopped before its cursor moved: nothing to redo.
-                self._already_committed = True
-                return
-            elif not isinstance(resume.get("batch"), int):
-                raise self._error(f"cannot resume: the checkpoint's marker {resume} has no batch")
-            else:
-                self._resume_stage(resume["batch"])
+            self._open_stage(resume)
+        if self._already_committed:
+            return
         try:
             self._spool_dir = tempfile.mkdtemp(prefix="bizon-duckdb-")
             for name in ("a.json", "b.json"):
@@ -424,12 +412,10 @@ class DuckDBDestination(StagedSqlDestination):
             self._db.execute(f"DROP TABLE IF EXISTS {self._name(self.stage)}")
             self._db.execute(f"CREATE TABLE {self._name(self.stage)} ({', '.join(columns)})")
 
-    def _resume_stage(self, batch: int) -> None:
-        """Keep the staged batches up to `batch` (the checkpoint's), delete the later ones."""
-        columns = self._table_columns(self.stage)
-        cannot = f"cannot resume from the staging table {self.schema}.{self.stage}"
-        if columns is None:
-            raise self._error(f"{cannot}: it is missing; run again without resuming (--no-resume)")
+    def _stage_name(self) -> str:
+        return self.stage
+
+    def _stage_holds(self, batch: int) -> bool:
         stage = self._name(self.stage)
         run, batch_column = _quote(RUN_ID_COLUMN), _quote(BATCH_COLUMN)
         foreign = self._db.execute(
@@ -438,14 +424,13 @@ class DuckDBDestination(StagedSqlDestination):
         present = self._db.execute(
             f"SELECT 1 FROM {stage} WHERE {batch_column} = ? LIMIT 1", [batch]
         ).fetchone()
-        if foreign is not None or (batch > 0 and present is None):
-            raise self._error(
-                f"{cannot}: it does not hold this run's batches up to {batch}; "
-                "run again without resuming (--no-resume)"
-            )
+        return foreign is None and (batch == 0 or present is not None)
+
+    def _resume_stage(self, batch: int, columns: dict[str, ColumnType | None]) -> None:
+        stage, batch_column = self._name(self.stage), _quote(BATCH_COLUMN)
         fields = {n: t for n, t in columns.items() if n.lower() not in _RESERVED}
         if any(kind is None for kind in fields.values()):
-            raise self._error(f"{cannot}: a column has a type bizon does not write")
+            raise self._cannot_resume("a column has a type bizon does not write")
         with self._transaction():
             self._db.execute(f"DELETE FROM {stage} WHERE {batch_column} > ?", [batch])
         # VARCHAR columns holding only nulls so far are still untyped.

@@ -179,19 +179,7 @@ class PostgresDestination(StagedSqlDestination):
                 raise self._error(self._missing_schema())
             self._lock()
             self._ensure_loads_table()
-            if resume is None:
-                self._create_stage()
-                return
-            if resume.get("run_id") != self.context.run_id or "batch" not in resume:
-                raise self._error(
-                    f"cannot resume run {self.context.run_id}: its checkpoint was not written "
-                    "by this destination; run again without resuming (--no-resume)"
-                )
-            if self._run_recorded():
-                # The run committed, then stopped before its cursor moved: nothing to redo.
-                self._already_committed = True
-                return
-            self._resume_stage(int(resume["batch"]))
+            self._open_stage(resume)
 
     def _buffer(self, records: Sequence[SourceRecord]) -> None:
         self._pending.append((records, datetime.now(UTC).isoformat()))
@@ -375,12 +363,10 @@ class PostgresDestination(StagedSqlDestination):
             )
         self._stage_columns, self._field_columns = {}, {}
 
-    def _resume_stage(self, batch: int) -> None:
-        """Keep the staged batches up to `batch` (the checkpoint's), delete the later ones."""
-        columns = self._table_columns(self.stage)
-        cannot = f"cannot resume from the staging table {self.schema}.{self.stage}"
-        if columns is None:
-            raise self._error(f"{cannot}: it is missing; run again without resuming (--no-resume)")
+    def _stage_name(self) -> str:
+        return self.stage
+
+    def _stage_holds(self, batch: int) -> bool:
         stage = self._ident(self.stage)
         foreign = self._db.execute(
             sql.SQL("SELECT 1 FROM {} WHERE {} IS DISTINCT FROM %s LIMIT 1").format(
@@ -394,18 +380,17 @@ class PostgresDestination(StagedSqlDestination):
             ),
             (batch,),
         ).fetchone()
-        if foreign is not None or (batch > 0 and present is None):
-            raise self._error(
-                f"{cannot}: it does not hold this run's batches up to {batch}; "
-                "run again without resuming (--no-resume)"
-            )
+        return foreign is None and (batch == 0 or present is not None)
+
+    def _resume_stage(self, batch: int, columns: dict[str, ColumnType | None]) -> None:
+        stage = self._ident(self.stage)
         self._db.execute(
             sql.SQL("DELETE FROM {} WHERE {} > %s").format(stage, sql.Identifier(BATCH_COLUMN)),
             (batch,),
         )
         fields = {n: t for n, t in columns.items() if n not in _RESERVED}
         if any(kind is None for kind in fields.values()):
-            raise self._error(f"{cannot}: a column has a type bizon does not write")
+            raise self._cannot_resume("a column has a type bizon does not write")
         # Text columns that hold only nulls so far are still untyped.
         texts = [n for n, t in fields.items() if t is ColumnType.TEXT]
         if texts:
