@@ -575,33 +575,3 @@ def test_a_full_refresh_table_holds_this_runs_columns_only(pipeline, api, store,
     run_stream(pipeline(), "users", store)
     assert "address" not in columns(db)
     assert ids(db) == list(range(1, 26))
-
-
-def test_a_resume_needs_this_runs_batches_in_staging(tmp_path):
-    db = tmp_path / "resume.duckdb"
-    first = make_destination(db, batch_size=1)
-    first.begin(None)
-    first.write([SourceRecord(id="1", data={"n": 1})])
-    marker = first.flush()
-    first.finalize(False)
-    assert marker == {"run_id": first.context.run_id, "batch": 1}
-
-    def resume(with_marker: dict[str, Any]) -> None:
-        again = type(first)(first.config, first.context)
-        try:
-            again.begin(with_marker)
-        finally:
-            again.finalize(False)
-
-    stage = r"main\._bizon_stage_things"
-    with pytest.raises(DestinationError, match=r"cannot resume run \w+: its checkpoint was not"):
-        resume({"run_id": "another", "batch": 1})
-    with pytest.raises(
-        DestinationError, match=rf"{stage}: it does not hold this run's batches up to 2;"
-    ):
-        resume({**marker, "batch": 2})
-    query(db, "DROP TABLE main._bizon_stage_things")
-    with pytest.raises(
-        DestinationError, match=rf"{stage}: it is missing; run again without resuming"
-    ):
-        resume(marker)

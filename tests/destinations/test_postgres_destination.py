@@ -483,33 +483,3 @@ def _closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def test_a_resume_needs_this_runs_batches_in_staging(pg):
-    first = _destination(pg, SourceSyncModes.FULL_REFRESH, batch_size=1)
-    first.begin(None)
-    first.write([_record(1, "a")])
-    marker = first.flush()
-    first.finalize(False)
-    assert marker == {"run_id": "run-1", "batch": 1}
-
-    def resume(with_marker: dict[str, Any]) -> None:
-        again = _destination(pg, SourceSyncModes.FULL_REFRESH)
-        try:
-            again.begin(with_marker)
-        finally:
-            again.finalize(False)
-
-    stage = rf"{pg.name}\._bizon_stage_users"
-    with pytest.raises(DestinationError, match=r"cannot resume run run-1: its checkpoint was not"):
-        resume({"run_id": "another", "batch": 1})
-    with pytest.raises(
-        DestinationError, match=rf"{stage}: it does not hold this run's batches up to 2;"
-    ):
-        resume({**marker, "batch": 2})
-    pg.query("DROP TABLE _bizon_stage_users")
-    with pytest.raises(
-        DestinationError, match=rf"{stage}: it is missing; run again without resuming"
-    ):
-        resume(marker)
-    assert pg.tables() == {"_bizon_loads"}  # no table was made of it
