@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 import duckdb
 import pytest
 
 from bizon_core.destination.destination import AbstractDestination, WriteContext
+from bizon_core.destination.sql import ColumnType, infer_columns
 from bizon_core.discovery import ConnectorKind, get_connector, load_connector_class
 from bizon_core.errors import DestinationError
 from bizon_core.source.config import SourceSyncModes
@@ -26,6 +29,9 @@ class Database:
     schema: str
     execute: Callable[[str], None]
     tables: Callable[[], set[str]]
+    columns: Callable[[str], dict[str, str]]
+    #: How the catalog names the column of each type.
+    types: dict[ColumnType, str]
 
     def destination(self, run_id: str, **config: Any) -> AbstractDestination:
         cls = load_connector_class(get_connector(ConnectorKind.DESTINATION, self.name))
@@ -48,10 +54,35 @@ def database(request, tmp_path) -> Database:
                 rows = con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
             return {name for (name,) in rows}
 
-        return Database("duckdb", {"path": path}, "main", execute, tables)
+        def columns(table: str) -> dict[str, str]:
+            with duckdb.connect(path) as con:
+                rows = con.execute(
+                    "SELECT column_name, data_type FROM information_schema.columns"
+                    " WHERE table_name = ? ORDER BY ordinal_position",
+                    [table],
+                ).fetchall()
+            return dict(rows)
+
+        types = {
+            ColumnType.BOOLEAN: "BOOLEAN",
+            ColumnType.BIGINT: "BIGINT",
+            ColumnType.DOUBLE: "DOUBLE",
+            ColumnType.TIMESTAMP: "TIMESTAMP WITH TIME ZONE",
+            ColumnType.TEXT: "VARCHAR",
+            ColumnType.JSON: "JSON",
+        }
+        return Database("duckdb", {"path": path}, "main", execute, tables, columns, types)
     pg = request.getfixturevalue("pg")
     config = {**pg.config(), "password": pg.server.password}
-    return Database("postgres", config, pg.name, pg.query, pg.tables)
+    types = {
+        ColumnType.BOOLEAN: "boolean",
+        ColumnType.BIGINT: "bigint",
+        ColumnType.DOUBLE: "double precision",
+        ColumnType.TIMESTAMP: "timestamp with time zone",
+        ColumnType.TEXT: "text",
+        ColumnType.JSON: "jsonb",
+    }
+    return Database("postgres", config, pg.name, pg.query, pg.tables, pg.columns, types)
 
 
 def test_a_resume_needs_this_runs_batches_in_staging(database):
@@ -78,3 +109,26 @@ def test_a_resume_needs_this_runs_batches_in_staging(database):
     with pytest.raises(DestinationError, match=rf"{stage}: it is missing; run again without"):
         resume(marker)
     assert database.tables() == {"_bizon_loads"}  # no table was made of it
+
+
+def test_both_databases_type_columns_as_the_shared_model(database):
+    """Each database types a column as `infer_columns` does, whatever path it takes."""
+    rows = [
+        {"flag": True, "n": 1, "ratio": 1, "at": "2026-01-01T00:00:00Z", "big": 2**63 - 1},
+        {"flag": False, "n": 2, "ratio": 2.5, "at": "2026-01-01 10:00", "big": 2**63},
+        {"mixed": 1, "nested": {"a": [1]}, "when": datetime(2026, 1, 1, tzinfo=UTC)},
+        {"mixed": "one", "nested": [2], "amount": Decimal("1.5"), "uid": UUID(int=1)},
+        {"not_at": "2026-02-30T00:00:00", "empty": None, "either": True},
+        {"not_at": "2026-01-01T00:00:00", "either": 1, "ratio": float("nan")},
+    ]
+    destination = database.destination("run1")
+    destination.begin(None)
+    destination.write([SourceRecord(id=str(n), data=row) for n, row in enumerate(rows)])
+    destination.commit()
+    destination.finalize(True)
+    expected = {
+        field: database.types[kind or ColumnType.TEXT]
+        for field, kind in infer_columns(rows).items()
+    }
+    loaded = database.columns("users")
+    assert {field: loaded[field] for field in expected} == expected
