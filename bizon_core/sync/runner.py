@@ -275,6 +275,8 @@ class _StreamRun:
             covered = [w for w in self._pending if w.writes <= marker.writes]
             del self._pending[: len(covered)]
             written, marker = (covered[-1], marker.marker) if covered else (written, None)
+        elif marker is not None:  # every page so far
+            self._pending.clear()
         if marker is not None and written.pagination:
             self._checkpoint(written, marker, context, fetched_after)
         if self.on_progress is not None:
