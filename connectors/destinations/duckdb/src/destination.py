@@ -540,8 +540,8 @@ class DuckDBDestination(StagedSqlDestination):
         with self._errors(f"cannot write batch {job.number} to staging"), self._transaction():
             # The record's fields cannot take the bookkeeping columns' names (`_RESERVED`).
             self._db.execute(
-                f"CREATE OR REPLACE TEMP TABLE {raw} ({bookkeeping}"
-                f"{''.join(', ' + _quote(c) for c in job.columns)}) AS SELECT i, n, e{fields}"
+                f"CREATE OR REPLACE TEMP TABLE {raw} AS SELECT i AS {_quote(ID_COLUMN)},"
+                f" n AS {_quote(ROW_COLUMN)}, e AS {_quote(EXTRACTED_AT_COLUMN)}{fields}"
                 " FROM (SELECT json[1] ->> '$' AS i, CAST(json[2] AS BIGINT) AS n,"
                 " CAST(json[3] ->> '$' AS TIMESTAMPTZ) AS e, json_transform(json[4], ?) AS d"
                 " FROM read_json(?, format = 'array', records = 'false',"
