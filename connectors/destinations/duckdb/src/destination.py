@@ -52,8 +52,6 @@ ROW_COLUMN = "_bizon_row"
 STAGE_PREFIX = "_bizon_stage_"
 #: Column names a record field cannot take (DuckDB compares names case-insensitively).
 _RESERVED = frozenset(n.lower() for n in (*BOOKKEEPING_COLUMNS, BATCH_COLUMN, ROW_COLUMN))
-#: The batch being typed, read as raw JSON (a temporary table).
-RAW_TABLE = "_bizon_raw"
 #: The bits `_raw_types` gives the values of each type, as `value_type` types them.
 _TYPE_BITS = {
     1: ColumnType.BOOLEAN,
@@ -527,48 +525,45 @@ class DuckDBDestination(StagedSqlDestination):
     def _load_batch(self, job: _Batch) -> dict[str, ColumnType | None]:
         """Type a batch file and append it to staging, in one transaction (writer thread).
 
-        DuckDB reads each field as raw JSON, finds the type of its values as
-        `infer_columns` would, widens staging's columns, then inserts the values cast to
-        them. It releases the GIL meanwhile, so this overlaps fetching the next pages.
+        DuckDB reads the batch twice: each field as raw JSON, to find the type of its
+        values as `infer_columns` would; then, once staging's columns are widened to
+        hold them, each field as its column's type (exact, since every value fits).
+        It releases the GIL meanwhile, so this overlaps fetching the next pages.
         Returns staging's record columns and their types.
         """
-        raw = _quote(RAW_TABLE)
-        bookkeeping = f"{_quote(ID_COLUMN)}, {_quote(ROW_COLUMN)}, {_quote(EXTRACTED_AT_COLUMN)}"
-        # The fields as raw JSON: json_transform(fields, '{"column": "JSON", ...}').
-        shape = orjson.dumps(dict.fromkeys(job.columns or ["_"], "JSON")).decode()
-        fields = ", d.*" if job.columns else ""
+        # Each record is [id, row, extracted at, fields]; json_transform(fields, shape)
+        # splits the fields, shape being {"column": "DUCKDB TYPE", ...}.
+        batch = (
+            "read_json(?, format = 'array', records = 'false', columns = {'json': 'JSON[]'},"
+            f" maximum_object_size = {_MAX_RECORD_BYTES})"
+        )
         with self._errors(f"cannot write batch {job.number} to staging"), self._transaction():
+            found = self._raw_types(job.columns, batch, job.spool.name)
+            types = self._widened(found)
+            self._evolve_stage(types)
+            shape = {column: _duckdb_type(types[column]) for column in job.columns}
             # The record's fields cannot take the bookkeeping columns' names (`_RESERVED`).
             self._db.execute(
-                f"CREATE OR REPLACE TEMP TABLE {raw} AS SELECT i AS {_quote(ID_COLUMN)},"
-                f" n AS {_quote(ROW_COLUMN)}, e AS {_quote(EXTRACTED_AT_COLUMN)}{fields}"
-                " FROM (SELECT json[1] ->> '$' AS i, CAST(json[2] AS BIGINT) AS n,"
-                " CAST(json[3] ->> '$' AS TIMESTAMPTZ) AS e, json_transform(json[4], ?) AS d"
-                " FROM read_json(?, format = 'array', records = 'false',"
-                " columns = {'json': 'JSON[]'}, maximum_object_size = ?))",
-                [shape, job.spool.name, _MAX_RECORD_BYTES],
-            )
-            types = self._widened(self._raw_types(job.columns))
-            self._evolve_stage(types)
-            values = "".join(f", {_from_json(_quote(c), types[c])} AS {_quote(c)}" for c in types)
-            self._db.execute(
-                f"INSERT INTO {self._name(self.stage)} BY NAME SELECT {bookkeeping},"
+                f"INSERT INTO {self._name(self.stage)} BY NAME SELECT"
+                f" json[1] ->> '$' AS {_quote(ID_COLUMN)},"
+                f" CAST(json[2] AS BIGINT) AS {_quote(ROW_COLUMN)},"
+                f" CAST(json[3] ->> '$' AS TIMESTAMPTZ) AS {_quote(EXTRACTED_AT_COLUMN)},"
                 f" now() AS {_quote(LOADED_AT_COLUMN)}, ? AS {_quote(RUN_ID_COLUMN)},"
-                f" ? AS {_quote(BATCH_COLUMN)}{values} FROM {raw}",
-                [self.context.run_id, job.number],
+                f" ? AS {_quote(BATCH_COLUMN)}{', d.*' if shape else ''}"
+                f" FROM (SELECT json, json_transform(json[4], ?) AS d FROM {batch})",
+                [self.context.run_id, job.number, _shape(shape), job.spool.name],
             )
-            self._db.execute(f"DROP TABLE {raw}")
         # Each batch ends in a part-filled row group, which DuckDB rewrites when it next
         # checkpoints: here, while pages are fetched, rather than when the file is closed.
         with self._errors(f"cannot checkpoint batch {job.number}"):
             self._db.execute("CHECKPOINT")
         return types
 
-    def _raw_types(self, columns: list[str]) -> dict[str, ColumnType | None]:
+    def _raw_types(self, columns: list[str], batch: str, path: str) -> dict[str, ColumnType | None]:
         """The type of each column's values in the batch: `infer_columns`, in SQL.
 
-        Each raw JSON value is classed by its text (no JSON parsing): the bit of its
-        type in `_TYPE_BITS`, OR-ed over the column.
+        Each value is read as raw JSON and classed by its text (no JSON parsing): the
+        bit of its type in `_TYPE_BITS`, OR-ed over the column.
         """
         if not columns:
             return {}
@@ -590,7 +585,12 @@ class DuckDBDestination(StagedSqlDestination):
                 f" WHEN TRY_CAST({text} AS BIGINT) IS NULL THEN 32 ELSE 2 END END)"
                 f" FILTER ({_quote(column)} IS NOT NULL)"
             )
-        row = self._db.execute(f"SELECT {', '.join(classes)} FROM {_quote(RAW_TABLE)}").fetchone()
+        raw = _shape(dict.fromkeys(columns, "JSON"))
+        row = self._db.execute(
+            f"SELECT {', '.join(classes)} FROM (SELECT d.* FROM"
+            f" (SELECT json_transform(json[4], ?) AS d FROM {batch}))",
+            [raw, path],
+        ).fetchone()
         assert row is not None
         types: dict[str, ColumnType | None] = {}
         for column, bits in zip(columns, row, strict=True):
@@ -798,15 +798,9 @@ def _convert(column: str, source: ColumnType | None, target: ColumnType) -> str:
     return f"CAST({column} AS {_DUCKDB_TYPES[target]})"
 
 
-def _from_json(column: str, kind: ColumnType | None) -> str:
-    """An expression casting a raw JSON `column` to `kind`, for values `kind` holds."""
-    if kind is ColumnType.JSON:
-        return column
-    if kind is ColumnType.TIMESTAMP:
-        return f"CAST({column} ->> '$' AS TIMESTAMPTZ)"
-    if kind is None or kind is ColumnType.TEXT:
-        return f"{column} ->> '$'"
-    return f"CAST({column} AS {_DUCKDB_TYPES[kind]})"
+def _shape(types: dict[str, str]) -> str:
+    """json_transform's structure for records of these columns and DuckDB types."""
+    return orjson.dumps(types or {"_": "JSON"}).decode()  # it takes no empty object
 
 
 def _one_line(exc: BaseException) -> str:
