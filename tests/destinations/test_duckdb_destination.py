@@ -558,11 +558,16 @@ def test_duckdb_types_a_batch_as_infer_columns_does(tmp_path):
     samples = [[t] for t in texts] + [[v] for v in numbers + others]
     samples += [texts[:5], texts[:6], [1, 2.5], [1, 2**64], [None, "2026-01-01T00:00"]]
     samples += [[1.5, float("nan")], [True, 1], ["x", {"a": 1}], [5, "2026-01-01T00:00"]]
+    samples += [["x", [1]], [5, "x", {"a": 1}], ["2026-01-01T00:00", "x"], [1.5, 2, "x"]]
     for n, values in enumerate(samples):
-        db = tmp_path / f"types{n}.duckdb"
-        load(make_destination(db), [{"key": k, "v": v} for k, v in enumerate(values)])
         expected = infer_columns({"v": v} for v in values)["v"] or ColumnType.TEXT
-        assert columns(db, "things")["v"] == DUCKDB_TYPES[expected], values
+        rows = [{"key": k, "v": v} for k, v in enumerate(values)]
+        # One batch, and (for several values) a batch each: a column typed by an
+        # earlier batch widens as the whole would be typed.
+        for batch_size in [len(rows), 1][: len(rows)]:
+            db = tmp_path / f"types{n}_{batch_size}.duckdb"
+            load(make_destination(db, batch_size=batch_size), *[[dict(r)] for r in rows])
+            assert columns(db, "things")["v"] == DUCKDB_TYPES[expected], (values, batch_size)
 
 
 def test_a_full_refresh_table_holds_this_runs_columns_only(pipeline, api, store, db):

@@ -563,37 +563,39 @@ class DuckDBDestination(StagedSqlDestination):
         """The type of each column's values in the batch: `infer_columns`, in SQL.
 
         Each value is read as raw JSON and classed by its text (no JSON parsing): the
-        bit of its type in `_TYPE_BITS`, OR-ed over the column.
+        bit of its type in `_TYPE_BITS`, OR-ed over the column. A JSON column holds
+        anything and is not read; of a text column, only nested values matter.
         """
-        if not columns:
-            return {}
-        classes = []
+        classes: dict[str, str] = {}
         for column in columns:
-            text = f"CAST({_quote(column)} AS VARCHAR)"
-            strings = "32"  # text; unless the column may still take timestamps:
-            if self._staged.get(column) not in (ColumnType.TEXT, ColumnType.JSON):
-                strings = (
-                    f"CASE WHEN regexp_full_match({text}, '\"(?:{ISO_TIMESTAMP_PATTERN})\"')"
-                    f" AND TRY_CAST({_quote(column)} ->> '$' AS TIMESTAMPTZ) IS NOT NULL"
-                    " THEN 16 ELSE 32 END"
+            staged, name = self._staged.get(column), _quote(column)
+            text = f"CAST({name} AS VARCHAR)"
+            if staged is ColumnType.JSON:
+                continue
+            if staged is ColumnType.TEXT:
+                kind = f"CASE WHEN left({text}, 1) IN ('{{', '[') THEN 64 ELSE 32 END"
+            else:
+                kind = (
+                    f"CASE left({text}, 1) WHEN '\"' THEN CASE WHEN regexp_full_match({text},"
+                    f" '\"(?:{ISO_TIMESTAMP_PATTERN})\"') AND TRY_CAST({name} ->> '$' AS"
+                    " TIMESTAMPTZ) IS NOT NULL THEN 16 ELSE 32 END"
+                    " WHEN '{' THEN 64 WHEN '[' THEN 64 WHEN 't' THEN 1 WHEN 'f' THEN 1"
+                    " WHEN 'n' THEN NULL"
+                    f" ELSE CASE WHEN contains({text}, '.') OR contains(lower({text}), 'e') THEN 4"
+                    f" WHEN TRY_CAST({text} AS BIGINT) IS NULL THEN 32 ELSE 2 END END"
                 )
-            classes.append(
-                f"bit_or(CASE left({text}, 1) WHEN '\"' THEN {strings}"
-                " WHEN '{' THEN 64 WHEN '[' THEN 64 WHEN 't' THEN 1 WHEN 'f' THEN 1"
-                " WHEN 'n' THEN NULL"
-                f" ELSE CASE WHEN contains({text}, '.') OR contains(lower({text}), 'e') THEN 4"
-                f" WHEN TRY_CAST({text} AS BIGINT) IS NULL THEN 32 ELSE 2 END END)"
-                f" FILTER ({_quote(column)} IS NOT NULL)"
-            )
-        raw = _shape(dict.fromkeys(columns, "JSON"))
+            classes[column] = f"bit_or({kind}) FILTER ({name} IS NOT NULL)"
+        if not classes:
+            return {}
+        raw = _shape(dict.fromkeys(classes, "JSON"))
         row = self._db.execute(
-            f"SELECT {', '.join(classes)} FROM (SELECT d.* FROM"
+            f"SELECT {', '.join(classes.values())} FROM (SELECT d.* FROM"
             f" (SELECT json_transform(json[4], ?) AS d FROM {batch}))",
             [raw, path],
         ).fetchone()
         assert row is not None
         types: dict[str, ColumnType | None] = {}
-        for column, bits in zip(columns, row, strict=True):
+        for column, bits in zip(classes, row, strict=True):
             kind: ColumnType | None = None
             for bit, found in _TYPE_BITS.items():
                 if bits and bits & bit:
