@@ -496,6 +496,23 @@ def test_records_without_fields_load_and_later_fields_add_columns(tmp_path):
     assert columns(db, "things")["x"] == "BIGINT"
 
 
+def test_batch_files_go_to_the_spool_dir_and_are_removed(tmp_path):
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    destination = make_destination(tmp_path / "spool.duckdb", spool_dir=str(spool))
+    destination.begin(None)
+    destination.write([SourceRecord(id="1", data={"n": 1})])
+    assert [p.name.startswith("bizon-duckdb-") for p in spool.iterdir()] == [True]
+    destination.commit()
+    destination.finalize(True)
+    assert list(spool.iterdir()) == []
+
+    missing = make_destination(tmp_path / "spool.duckdb", spool_dir=str(tmp_path / "nowhere"))
+    with pytest.raises(DestinationError, match=r"table main\.things: cannot create a temporary"):
+        missing.begin(None)
+    missing.finalize(False)
+
+
 def test_a_second_load_into_the_same_table_fails_at_once(tmp_path):
     db = tmp_path / "busy.duckdb"
     first, second = make_destination(db), make_destination(db)

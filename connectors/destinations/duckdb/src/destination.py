@@ -99,6 +99,12 @@ class DuckDBDestinationConfig(SqlDestinationConfig):
         description="The database file, created if missing; relative to the working "
         "directory; may use {pipeline}, {source} and {stream}.",
     )
+    spool_dir: str | None = Field(
+        default=None,
+        description="Where the two batch files waiting for DuckDB are written (about 250 "
+        "bytes a record, two batches at most); default: /dev/shm when it has 1 GB free (in "
+        "memory: the database's fsyncs do not drag them to disk), else the temp directory.",
+    )
     memory_limit: str = Field(
         default="128MB",
         pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$",
@@ -234,7 +240,7 @@ class DuckDBDestination(StagedSqlDestination):
         if self._already_committed:
             return
         try:
-            self._spool_dir = tempfile.mkdtemp(prefix="bizon-duckdb-")
+            self._spool_dir = tempfile.mkdtemp(prefix="bizon-duckdb-", dir=_spool_root(self.config))
             for name in ("a.json", "b.json"):
                 self._spools.append(open(os.path.join(self._spool_dir, name), "w+b"))  # noqa: SIM115
         except OSError as exc:
@@ -803,6 +809,21 @@ def _convert(column: str, source: ColumnType | None, target: ColumnType) -> str:
 def _shape(types: dict[str, str]) -> str:
     """json_transform's structure for records of these columns and DuckDB types."""
     return orjson.dumps(types or {"_": "JSON"}).decode()  # it takes no empty object
+
+
+def _spool_root(config: DuckDBDestinationConfig) -> str | None:
+    """The configured spool directory, else /dev/shm if roomy, else the temp directory.
+
+    Containers often have a small /dev/shm (Docker: 64 MB): it is used only with 1 GB free.
+    """
+    if config.spool_dir is not None:
+        return config.spool_dir
+    shm = "/dev/shm"
+    try:
+        usable = os.access(shm, os.W_OK | os.X_OK) and shutil.disk_usage(shm).free >= 1 << 30
+    except OSError:
+        usable = False
+    return shm if usable else None
 
 
 def _one_line(exc: BaseException) -> str:
