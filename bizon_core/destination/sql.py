@@ -236,7 +236,7 @@ class StagedSqlDestination(AbstractDestination):
 
     It keeps the run's batches and markers, turns driver errors into one-line
     `DestinationError`s naming the table, and leaves to the subclass: buffering records
-    (`_buffer`, `_buffered`), writing a batch to staging (`_write_batch`, which sets
+    (`_buffer`), writing a batch to staging (`_write_batch`, which sets
     `self._batch`), the commit transaction (`_commit_load`) and the table's description
     (`_describe_table`).
     """
@@ -245,6 +245,8 @@ class StagedSqlDestination(AbstractDestination):
     name: ClassVar[str]
     #: The driver's errors, reported by `_errors` as `DestinationError`s.
     driver_errors: ClassVar[tuple[type[BaseException], ...]]
+    #: The staging table's name, set by the subclass.
+    stage: str
 
     def __init__(self, config: SqlDestinationConfig, context: WriteContext, schema: str):
         super().__init__(config, context)
@@ -266,6 +268,8 @@ class StagedSqlDestination(AbstractDestination):
         #: The last batch durable in staging, the last one cut from the buffer, the last
         #: one whose marker was returned, and after which write each cut batch ends.
         self._batch = self._cut = self._reported = 0
+        #: Records buffered for the next batch.
+        self._buffered = 0
         self._cut_at: dict[int, int] = {}
         self._description: dict[str, Any] | None = None
 
@@ -275,7 +279,8 @@ class StagedSqlDestination(AbstractDestination):
         self._writes += 1
         if records:
             self._buffer(records)
-        if self._buffered() >= self.config.batch_size:
+            self._buffered += len(records)
+        if self._buffered >= self.config.batch_size:
             self._cut_batch()
         self._collect_batches(wait=False)
         return self._newly_durable()
@@ -321,7 +326,7 @@ class StagedSqlDestination(AbstractDestination):
         if self._run_recorded():
             self._already_committed = True
             return
-        columns = self._table_columns(self._stage_name())
+        columns = self._table_columns(self.stage)
         if columns is None:
             raise self._cannot_resume("it is missing")
         if not self._stage_holds(batch):
@@ -330,7 +335,7 @@ class StagedSqlDestination(AbstractDestination):
 
     def _cannot_resume(self, why: str) -> DestinationError:
         return self._error(
-            f"cannot resume from the staging table {self.schema}.{self._stage_name()}: {why};"
+            f"cannot resume from the staging table {self.schema}.{self.stage}: {why};"
             " run again without resuming (--no-resume)"
         )
 
@@ -346,10 +351,11 @@ class StagedSqlDestination(AbstractDestination):
         self._cut += 1
         self._cut_at[self._cut] = self._writes
         self._write_batch(self._cut)
+        self._buffered = 0
 
     def _write_rest(self) -> None:
         """Write what is buffered and wait until every batch is durable."""
-        if self._buffered():
+        if self._buffered:
             self._cut_batch()
         self._collect_batches(wait=True)
 
@@ -394,14 +400,6 @@ class StagedSqlDestination(AbstractDestination):
     @abstractmethod
     def _buffer(self, records: Sequence[SourceRecord]) -> None:
         """Keep a page of records for the next batch."""
-
-    @abstractmethod
-    def _buffered(self) -> int:
-        """Records kept for the next batch."""
-
-    @abstractmethod
-    def _stage_name(self) -> str:
-        """The staging table's name."""
 
     @abstractmethod
     def _create_stage(self) -> None:

@@ -201,7 +201,6 @@ class DuckDBDestination(StagedSqlDestination):
         #: The table's own record columns, as spelled there.
         self._table_columns_seen: set[str] = set()
         self._rows = 0
-        self._pending = 0
         #: Two batch files: one is filled while DuckDB loads the other in `_writer`.
         self._spools: list[IO[bytes]] = []
         self._spool_dir: str | None = None
@@ -246,12 +245,6 @@ class DuckDBDestination(StagedSqlDestination):
         except OSError as exc:
             raise self._error("cannot create a temporary file", exc) from exc
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bizon-duckdb")
-
-    def _buffer(self, records: Sequence[SourceRecord]) -> None:
-        self._add_page(records)
-
-    def _buffered(self) -> int:
-        return self._pending
 
     def _connected(self) -> bool:
         return self._con is not None
@@ -416,9 +409,6 @@ class DuckDBDestination(StagedSqlDestination):
             self._db.execute(f"DROP TABLE IF EXISTS {self._name(self.stage)}")
             self._db.execute(f"CREATE TABLE {self._name(self.stage)} ({', '.join(columns)})")
 
-    def _stage_name(self) -> str:
-        return self.stage
-
     def _stage_holds(self, batch: int) -> bool:
         stage = self._name(self.stage)
         run, batch_column = _quote(RUN_ID_COLUMN), _quote(BATCH_COLUMN)
@@ -476,7 +466,7 @@ class DuckDBDestination(StagedSqlDestination):
             self._identity.add(field)
         return candidate
 
-    def _add_page(self, records: Sequence[SourceRecord]) -> None:
+    def _buffer(self, records: Sequence[SourceRecord]) -> None:
         """Append the page to the batch file: records as they are; DuckDB types them."""
         datas = [record.data for record in records]
         fields = set().union(*datas)
@@ -499,10 +489,9 @@ class DuckDBDestination(StagedSqlDestination):
         except TypeError:  # integers beyond 64 bits, lone surrogates, keys not strings
             text = b"[" + b",".join(map(_dump_row, rows)) + b"]"
         spool = self._spools[0]
-        spool.write(b"," if self._pending else b"[")
+        spool.write(b"," if self._buffered else b"[")
         spool.write(memoryview(text)[1:-1])
         self._rows += len(records)
-        self._pending += len(records)
 
     def _write_batch(self, batch: int) -> None:
         """Hand the batch file to the writer thread; fill the other one meanwhile."""
@@ -516,7 +505,6 @@ class DuckDBDestination(StagedSqlDestination):
         other.seek(0)
         other.truncate()
         self._spools = [other, spool]
-        self._pending = 0
 
     def _collect_batches(self, wait: bool) -> None:
         if self._inflight is None:

@@ -154,7 +154,6 @@ class PostgresDestination(StagedSqlDestination):
         #: Record field -> its column.
         self._field_columns: dict[str, str] = {}
         self._pending: list[tuple[Sequence[SourceRecord], str]] = []
-        self._pending_count = 0
 
     @staticmethod
     def get_config_class() -> type[DestinationConfig]:
@@ -183,10 +182,6 @@ class PostgresDestination(StagedSqlDestination):
 
     def _buffer(self, records: Sequence[SourceRecord]) -> None:
         self._pending.append((records, datetime.now(UTC).isoformat()))
-        self._pending_count += len(records)
-
-    def _buffered(self) -> int:
-        return self._pending_count
 
     def _connected(self) -> bool:
         return self._conn is not None
@@ -196,7 +191,7 @@ class PostgresDestination(StagedSqlDestination):
 
     def finalize(self, success: bool) -> None:
         conn, self._conn = self._conn, None
-        self._pending, self._pending_count = [], 0
+        self._pending = []
         if conn is None:
             return
         try:
@@ -363,9 +358,6 @@ class PostgresDestination(StagedSqlDestination):
             )
         self._stage_columns, self._field_columns = {}, {}
 
-    def _stage_name(self) -> str:
-        return self.stage
-
     def _stage_holds(self, batch: int) -> bool:
         stage = self._ident(self.stage)
         foreign = self._db.execute(
@@ -427,7 +419,7 @@ class PostgresDestination(StagedSqlDestination):
                 self._stage_columns, self._field_columns = saved
                 raise
         self._batch = batch
-        self._pending, self._pending_count = [], 0
+        self._pending = []
 
     def _evolve_stage(self, pages: list[tuple[Sequence[SourceRecord], str]]) -> None:
         """Add and widen staging columns for the fields and types of these records."""
