@@ -46,6 +46,11 @@ RUN_ID_COLUMN = "_bizon_run_id"
 BOOKKEEPING_COLUMNS = (ID_COLUMN, EXTRACTED_AT_COLUMN, LOADED_AT_COLUMN, RUN_ID_COLUMN)
 #: Staging-only column: the batch a row was written in, for resuming.
 BATCH_COLUMN = "_bizon_batch"
+#: Staging-only column: the position of a row in the run, so that the last version of a
+#: record written twice is known without relying on physical order.
+ROW_COLUMN = "_bizon_row"
+#: The staging table of a table is this prefix and its name.
+STAGE_PREFIX = "_bizon_stage_"
 LOADS_TABLE = "_bizon_loads"
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")

@@ -34,7 +34,9 @@ from bizon_core.destination.sql import (
     ISO_TIMESTAMP_PATTERN,
     LOADED_AT_COLUMN,
     LOADS_TABLE,
+    ROW_COLUMN,
     RUN_ID_COLUMN,
+    STAGE_PREFIX,
     ColumnType,
     SqlDestinationConfig,
     StagedSqlDestination,
@@ -46,10 +48,6 @@ from bizon_core.source.models import SourceRecord
 logger = logging.getLogger(__name__)
 
 NAME = "duckdb"
-#: Staging-only column: the position of a row in the run, so that the last version of a
-#: record written twice is known without relying on physical order.
-ROW_COLUMN = "_bizon_row"
-STAGE_PREFIX = "_bizon_stage_"
 #: Column names a record field cannot take (DuckDB compares names case-insensitively).
 _RESERVED = frozenset(n.lower() for n in (*BOOKKEEPING_COLUMNS, BATCH_COLUMN, ROW_COLUMN))
 #: The bits `_raw_types` gives the values of each type, as `value_type` types them.

@@ -25,7 +25,9 @@ from bizon_core.destination.sql import (
     ID_COLUMN,
     LOADED_AT_COLUMN,
     LOADS_TABLE,
+    ROW_COLUMN,
     RUN_ID_COLUMN,
+    STAGE_PREFIX,
     ColumnType,
     SqlDestinationConfig,
     StagedSqlDestination,
@@ -41,8 +43,6 @@ from bizon_core.source.models import SourceRecord
 NAME = "postgres"
 #: Staging-only column: the position of a row in its batch, so the last version of a
 #: record written twice in one batch is known without relying on physical order.
-ROW_COLUMN = "_bizon_row"
-STAGE_PREFIX = "_bizon_stage_"
 NEW_PREFIX = "_bizon_new_"
 INDEX_PREFIX = "_bizon_idx_"
 _RESERVED = frozenset((*BOOKKEEPING_COLUMNS, BATCH_COLUMN, ROW_COLUMN))
