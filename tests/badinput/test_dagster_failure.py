@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
-import pytest
 import yaml
 
 from bizon_core.testing import FakeApiServer, Fault
 from bizon_dagster import bizon_assets
 
 
-@pytest.fixture
-def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    with dg.instance_for_test(temp_dir=str(home)) as test_instance:
-        yield test_instance
-
-
 def test_a_failed_run_shows_its_error_as_one_line_in_the_failure_event(
-    instance: dg.DagsterInstance, server: FakeApiServer, tmp_path: Path
+    server: FakeApiServer, tmp_path: Path
 ):
     output = tmp_path / "out" / "users.jsonl"
     path = tmp_path / "dg_badinput.yml"
@@ -36,7 +26,9 @@ def test_a_failed_run_shows_its_error_as_one_line_in_the_failure_event(
     path.write_text(yaml.safe_dump(config))
     server.inject(Fault(kind="non_json", path="/cursor/users", nth=2))
 
-    result = dg.materialize([bizon_assets(path)], instance=instance, raise_on_error=False)
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        result = dg.materialize([bizon_assets(path)], instance=instance, raise_on_error=False)
+        records = instance.get_records_for_run(result.run_id).records
 
     assert not result.success
     (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
@@ -50,7 +42,7 @@ def test_a_failed_run_shows_its_error_as_one_line_in_the_failure_event(
     assert first_line.endswith(f"{data.error.cls_name}: {description}")
     errors = [
         record.event_log_entry.user_message
-        for record in instance.get_records_for_run(result.run_id).records
+        for record in records
         if record.event_log_entry.level >= 40 and record.event_log_entry.dagster_event is None
     ]
     assert any("page 2" in m and "\n" not in m for m in errors), errors
