@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bizon_core.destination.config import DestinationConfig
@@ -37,6 +36,7 @@ from bizon_core.errors import ConfigError
 from bizon_core.secrets import format_path, mask, resolve_references
 from bizon_core.source.config import SourceConfig
 from bizon_core.source.source import AbstractSource
+from bizon_core.yamlfile import read_yaml
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -143,17 +143,7 @@ class Pipeline:
 def load_pipeline(path: str | Path) -> Pipeline:
     """Read, resolve and validate the pipeline YAML at `path`; `ConfigError` names what is wrong."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read pipeline config: {exc.strerror or exc}") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{path}: malformed YAML{where}: {problem}") from None
+    data = read_yaml(path)
     try:
         return pipeline_from_dict(data, path)
     except ConfigError as exc:

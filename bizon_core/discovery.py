@@ -6,7 +6,10 @@ A connector directory is laid out like the built-in `connectors/`::
     <dir>/destinations/<name>/src/destination.py  a class extending AbstractDestination
 
 Listing parses those files (AST) so that a connector whose dependencies are missing,
-or whose import is slow or broken, is still listed. Only `load_*_class` imports, and
+or whose import is slow or broken, is still listed. Names are followed through the
+connector's own files (relative imports, absolute ones through the package it is loaded
+as, aliases), so a class may extend a base of its own defined in another file, or
+`AbstractSource` imported under another name. Only `load_*_class` imports, and
 only the one connector asked for. Directories named in `BIZON_CONNECTORS_PATH`
 (separated by `os.pathsep`) are searched before the built-in ones, so a user's
 connector of the same name takes precedence.
@@ -139,6 +142,9 @@ def _ensure_package(name: str, path: Path | None) -> None:
         module = types.ModuleType(name)
         module.__path__ = []
         sys.modules[name] = module
+        parent, _, child = name.rpartition(".")
+        if parent in sys.modules:  # so that `import a.b.c` then `a.b.c.X` works
+            setattr(sys.modules[parent], child, module)
     if path is not None and str(path) not in module.__path__:
         module.__path__ = [str(path)]
         init = path / "__init__.py"
@@ -146,22 +152,24 @@ def _ensure_package(name: str, path: Path | None) -> None:
 
 
 def _inspect(kind: ConnectorKind, name: str, path: Path) -> ConnectorInfo | None:
-    try:
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    except (SyntaxError, UnicodeDecodeError, OSError) as exc:
-        logger.warning("skipping %s '%s': cannot parse %s: %s", kind.value, name, path, exc)
+    package = _ConnectorPackage(path.parent, f"{_IMPORT_ROOT}.{kind.folder}.{name}")
+    module = package.module(path)
+    if module is None:
+        reason = package.errors[path]
+        logger.warning("skipping %s '%s': cannot parse %s: %s", kind.value, name, path, reason)
         return None
-    classes = {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
-    candidates = [c for c in classes.values() if _extends(c, kind.base_classes, classes)]
+    candidates = [
+        c for c in module.classes() if package.extends(_ClassRef(module, c), kind.base_classes)
+    ]
     if not candidates:
         bases = " or ".join(sorted(kind.base_classes))
         logger.warning("skipping %s '%s': no class extends %s", kind.value, name, bases)
         return None
     # The connector class is the most derived one: the last that no other candidate extends.
-    parents = {_base_name(b) for c in candidates for b in c.bases}
-    leaves = [c for c in candidates if c.name not in parents] or candidates
+    ancestors = {id(a.node) for c in candidates for a in package.lineage(_ClassRef(module, c))[1:]}
+    leaves = [c for c in candidates if id(c) not in ancestors] or candidates
     cls = leaves[-1]
-    lineage = _lineage(cls, classes)
+    lineage = [ref.node for ref in package.lineage(_ClassRef(module, cls))]
     return ConnectorInfo(
         kind=kind,
         name=name,
@@ -181,20 +189,227 @@ def _base_name(base: ast.expr) -> str | None:
     return None
 
 
-def _extends(cls: ast.ClassDef, targets: frozenset[str], classes: dict[str, ast.ClassDef]) -> bool:
-    return any(_base_name(b) in targets for c in _lineage(cls, classes) for b in c.bases)
+@dataclass(frozen=True)
+class _ClassRef:
+    """A class defined in one of the connector's own files."""
+
+    module: _Module
+    node: ast.ClassDef
 
 
-def _lineage(cls: ast.ClassDef, classes: dict[str, ast.ClassDef]) -> list[ast.ClassDef]:
-    """`cls` and its ancestors defined in the same file, nearest first."""
-    lineage, queue = [], [cls]
-    while queue:
-        current = queue.pop(0)
-        if current in lineage:
-            continue
-        lineage.append(current)
-        queue.extend(classes[n] for b in current.bases if (n := _base_name(b)) in classes)
-    return lineage
+@dataclass(frozen=True)
+class _ModuleRef:
+    """One of the connector's own modules, bound to a name (`from . import base`)."""
+
+    module: _Module
+
+
+@dataclass(frozen=True)
+class _External:
+    """Something outside the connector, by its dotted name as imported (or as written)."""
+
+    name: str
+
+    @property
+    def final(self) -> str:
+        return self.name.rpartition(".")[2]
+
+
+_Ref = _ClassRef | _ModuleRef | _External
+
+
+@dataclass(eq=False)
+class _Module:
+    """A parsed file of the connector and the names its top level binds."""
+
+    path: Path
+    tree: ast.Module
+
+    def classes(self) -> list[ast.ClassDef]:
+        return [node for node in self.tree.body if isinstance(node, ast.ClassDef)]
+
+    def bindings(self) -> dict[str, ast.stmt]:
+        """Name -> the last top-level statement binding it (class, import or `A = B`)."""
+        bound: dict[str, ast.stmt] = {}
+        for node in _top_level(self.tree.body):
+            if isinstance(node, ast.ClassDef):
+                bound[node.name] = node
+            elif isinstance(node, ast.Import | ast.ImportFrom):
+                for alias in node.names:
+                    bound[alias.asname or alias.name.partition(".")[0]] = node
+            elif (
+                isinstance(node, ast.Assign)
+                and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name)
+                and isinstance(node.value, ast.Name | ast.Attribute)
+            ):
+                bound[node.targets[0].id] = node
+        return bound
+
+
+class _ConnectorPackage:
+    """Resolves names across the files of one connector's `src/` folder, by parsing only.
+
+    Imports are followed when they lead into the connector: relative ones, and absolute
+    ones through the package the connector is imported as (`bizon_connectors.sources.x`);
+    any other import is external and known by its dotted name.
+    """
+
+    _MAX_STEPS = 100  # import chains longer than this (or cyclic) are left unresolved
+
+    def __init__(self, src_dir: Path, package_name: str):
+        self.src_dir = src_dir
+        self.package_name = package_name
+        self._modules: dict[Path, _Module | None] = {}
+        self._bindings: dict[Path, dict[str, ast.stmt]] = {}
+        #: Why a file could not be parsed, by path.
+        self.errors: dict[Path, Exception] = {}
+
+    def module(self, path: Path) -> _Module | None:
+        if path not in self._modules:
+            try:
+                tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+            except (SyntaxError, UnicodeDecodeError, OSError, ValueError) as exc:
+                self.errors[path] = exc
+                self._modules[path] = None
+            else:
+                self._modules[path] = _Module(path, tree)
+        return self._modules[path]
+
+    def lineage(self, cls: _ClassRef) -> list[_ClassRef]:
+        """`cls` and its ancestors defined in the connector's files, nearest first."""
+        lineage: list[_ClassRef] = []
+        queue = [cls]
+        while queue:
+            current = queue.pop(0)
+            if any(current.node is seen.node for seen in lineage):
+                continue
+            lineage.append(current)
+            queue.extend(
+                base
+                for b in current.node.bases
+                if isinstance(base := self._resolve(current.module, b), _ClassRef)
+            )
+        return lineage
+
+    def extends(self, cls: _ClassRef, targets: frozenset[str]) -> bool:
+        """Whether `cls` or an ancestor of it in the connector has a base named in `targets`."""
+        return any(
+            isinstance(ref := self._resolve(c.module, b), _External) and ref.final in targets
+            for c in self.lineage(cls)
+            for b in c.node.bases
+        )
+
+    def _resolve(self, module: _Module, expr: ast.expr, steps: int = 0) -> _Ref | None:
+        if steps > self._MAX_STEPS:
+            return None
+        if isinstance(expr, ast.Name):
+            return self._resolve_name(module, expr.id, steps + 1)
+        if isinstance(expr, ast.Attribute):
+            owner = self._resolve(module, expr.value, steps + 1)
+            if isinstance(owner, _ModuleRef):
+                return self._attribute(owner.module, expr.attr, steps + 1)
+            if isinstance(owner, _External):
+                return self._dotted(f"{owner.name}.{expr.attr}", steps + 1)
+        return None
+
+    def _attribute(self, module: _Module, name: str, steps: int) -> _Ref | None:
+        """`module.name`: a name bound in the module, else a submodule of a package."""
+        if module.path.name == "__init__.py" and name not in self._bound(module):
+            package = module.path.parent.relative_to(self.src_dir).parts
+            submodule = self._module_file([*package, name])
+            if submodule is not None:
+                return self._module_ref(submodule)
+        return self._resolve_name(module, name, steps)
+
+    def _bound(self, module: _Module) -> dict[str, ast.stmt]:
+        if module.path not in self._bindings:
+            self._bindings[module.path] = module.bindings()
+        return self._bindings[module.path]
+
+    def _dotted(self, dotted: str, steps: int) -> _Ref | None:
+        """A dotted name as imported: the connector's module or class it names, or external."""
+        parts = self._internal_parts(dotted)
+        if parts is None:
+            return _External(dotted)
+        target = self._module_file(parts)
+        if target is not None:
+            return self._module_ref(target)
+        owner = self._module_file(parts[:-1]) if parts else None
+        module = self.module(owner) if owner is not None else None
+        if module is None:
+            return _External(dotted)
+        return self._resolve_name(module, parts[-1], steps + 1)
+
+    def _resolve_name(self, module: _Module, name: str, steps: int) -> _Ref | None:
+        if steps > self._MAX_STEPS:
+            return None
+        node = self._bound(module).get(name)
+        if node is None:
+            return _External(name)  # a builtin, a star import, ...: known by its name only
+        if isinstance(node, ast.ClassDef):
+            return _ClassRef(module, node)
+        if isinstance(node, ast.Assign):
+            return self._resolve(module, node.value, steps + 1)
+        alias = next(a for a in node.names if (a.asname or a.name.partition(".")[0]) == name)
+        if isinstance(node, ast.Import):
+            return self._dotted(alias.name if alias.asname else name, steps + 1)
+        parts = self._from_parts(module, node)
+        if parts is None:  # outside the connector
+            return _External(f"{node.module}.{alias.name}" if node.module else alias.name)
+        submodule = self._module_file([*parts, alias.name])
+        if submodule is not None:
+            return self._module_ref(submodule)
+        target = self._module_file(parts)
+        inner = self.module(target) if target is not None else None
+        if inner is None:
+            return None
+        return self._resolve_name(inner, alias.name, steps + 1)
+
+    def _module_ref(self, path: Path) -> _ModuleRef | None:
+        module = self.module(path)
+        return _ModuleRef(module) if module is not None else None
+
+    def _from_parts(self, module: _Module, node: ast.ImportFrom) -> list[str] | None:
+        """The module of `from X import ...` as parts under `src/`, None when outside."""
+        if node.level == 0:
+            return self._internal_parts(node.module or "")
+        package = module.path.parent.relative_to(self.src_dir).parts
+        if node.level - 1 > len(package):
+            return None
+        base = list(package[: len(package) - (node.level - 1)])
+        return [*base, *(node.module.split(".") if node.module else [])]
+
+    def _internal_parts(self, dotted: str) -> list[str] | None:
+        prefix = self.package_name.split(".")
+        parts = dotted.split(".")
+        return parts[len(prefix) :] if parts[: len(prefix)] == prefix else None
+
+    def _module_file(self, parts: list[str] | None) -> Path | None:
+        """The file of the module at `parts` under `src/` (a module or a package), if any."""
+        if parts is None:
+            return None
+        base = self.src_dir.joinpath(*parts)
+        for candidate in (
+            base.with_name(base.name + ".py") if parts else None,
+            base / "__init__.py",
+        ):
+            if candidate is not None and candidate.is_file():
+                return candidate
+        return None
+
+
+def _top_level(body: list[ast.stmt]) -> list[ast.stmt]:
+    """Statements run at import time: the body, and the branches of its `if`s and `try`s."""
+    statements: list[ast.stmt] = []
+    for node in body:
+        statements.append(node)
+        if isinstance(node, ast.If):
+            statements.extend(_top_level(node.body + node.orelse))
+        elif isinstance(node, ast.Try):
+            handlers = [s for h in node.handlers for s in h.body]
+            statements.extend(_top_level(node.body + handlers + node.orelse + node.finalbody))
+    return statements
 
 
 def _defines(cls: ast.ClassDef, method: str) -> bool:

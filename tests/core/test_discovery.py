@@ -168,3 +168,169 @@ def test_files_that_are_not_connectors_are_skipped(user_dir: Path):
     assert "syntax_error" not in names
     assert "no_class" not in names
     assert "dummy" in names
+
+
+_BASE_MODULE = """
+from pathlib import Path
+from bizon_core.source.source import AbstractSource
+
+Path(__file__).with_name("imported").write_text("base.py was imported")
+
+
+class MyBase(AbstractSource):
+    \"\"\"Shared by the connector's sources.\"\"\"
+
+    @staticmethod
+    def streams():
+        return ["alpha", "beta"]
+
+    def get_records_after(self, source_state, pagination=None):
+        return self.get(pagination)
+"""
+
+
+@pytest.mark.parametrize(
+    ("imports", "base"),
+    [
+        ("from .base import MyBase", "MyBase"),
+        ("from .base import MyBase as Parent", "Parent"),
+        ("from . import base", "base.MyBase"),
+        ("from .sub.deeper import MyBase", "MyBase"),
+        ("from bizon_connectors.sources.split.base import MyBase", "MyBase"),
+        ("import bizon_connectors.sources.split.base as b", "b.MyBase"),
+        (
+            "import bizon_connectors.sources.split.base",
+            "bizon_connectors.sources.split.base.MyBase",
+        ),
+        ("from .reexport import MyBase", "MyBase"),
+        ("from .base import MyBase\nParent = MyBase", "Parent"),
+    ],
+)
+def test_a_base_class_in_another_file_of_the_connector(user_dir: Path, imports: str, base: str):
+    src = write_source(
+        user_dir,
+        "split",
+        f'{imports}\n\n\nclass MySource({base}):\n    """The connector\'s source."""\n',
+        **{
+            "base.py": _BASE_MODULE,
+            "reexport.py": "from .base import *\nfrom .base import MyBase\n",
+        },
+    )
+    (src / "sub").mkdir()
+    (src / "sub" / "__init__.py").write_text("")
+    (src / "sub" / "deeper.py").write_text("from ..base import MyBase\n")
+
+    info = discover(ConnectorKind.SOURCE)["split"]
+    assert info.class_name == "MySource"
+    assert info.docstring == "The connector's source."
+    assert info.streams == ("alpha", "beta")  # inherited from the base in base.py
+    assert info.supports_incremental  # get_records_after inherited from it too
+    assert not (src / "imported").exists()  # listing imported nothing
+    assert load_connector_class(info).streams() == ["alpha", "beta"]
+
+
+@pytest.mark.parametrize(
+    "imports",
+    [
+        "from bizon_core.source.source import AbstractSource as Base",
+        "import bizon_core.source.source as sdk\nBase = sdk.AbstractSource",
+        "from bizon_core.source import source as sdk\nBase = sdk.AbstractSource",
+    ],
+)
+def test_an_aliased_sdk_base_class(user_dir: Path, imports: str):
+    write_source(
+        user_dir,
+        "aliased",
+        imports
+        + textwrap.dedent(
+            """
+
+            class AliasedSource(Base):
+                @staticmethod
+                def streams():
+                    return ["only"]
+            """
+        ),
+    )
+    info = discover(ConnectorKind.SOURCE)["aliased"]
+    assert info.class_name == "AliasedSource"
+    assert info.streams == ("only",)
+    assert load_connector_class(info).streams() == ["only"]
+
+
+def test_the_most_derived_class_is_the_connector_across_files(user_dir: Path):
+    write_source(
+        user_dir,
+        "layers",
+        """
+        from .base import MyBase
+
+        class Middle(MyBase):
+            pass
+
+        class Leaf(Middle):
+            @staticmethod
+            def streams():
+                return ["leaf"]
+
+        class Helper:
+            pass
+        """,
+        **{"base.py": _BASE_MODULE},
+    )
+    info = discover(ConnectorKind.SOURCE)["layers"]
+    assert info.class_name == "Leaf"
+    assert info.streams == ("leaf",)
+    assert info.supports_incremental
+
+
+def test_an_alias_of_something_else_is_not_a_source(user_dir: Path):
+    write_source(
+        user_dir,
+        "impostor",
+        """
+        from pydantic import BaseModel as AbstractSource
+
+        class NotASource(AbstractSource):
+            pass
+        """,
+    )
+    assert "impostor" not in discover(ConnectorKind.SOURCE)
+
+
+def test_cyclic_or_broken_imports_leave_the_connector_out_without_failing(user_dir: Path):
+    write_source(
+        user_dir,
+        "cyclic",
+        """
+        from .a import Base
+
+        class CyclicSource(Base):
+            pass
+        """,
+        **{"a.py": "from .b import Base\n", "b.py": "from .a import Base\n"},
+    )
+    write_source(
+        user_dir,
+        "broken_base",
+        """
+        from .base import Base
+
+        class BrokenBaseSource(Base):
+            pass
+        """,
+        **{"base.py": "class Base(:\n"},
+    )
+    write_source(
+        user_dir,
+        "self_alias",
+        """
+        Base = Base
+
+        class SelfAliasSource(Base):
+            pass
+        """,
+    )
+    names = set(discover(ConnectorKind.SOURCE))
+    assert not names & {"cyclic", "broken_base", "self_alias"}
+    assert "dummy" in names

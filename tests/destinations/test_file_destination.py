@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import textwrap
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -360,3 +364,151 @@ def test_check_connection_reports_a_path_under_a_regular_file(
     ok, reason = destination.check_connection()
     assert ok is False
     assert reason is not None and str(blocker) in reason
+
+
+@pytest.mark.parametrize(
+    ("path", "fragment"),
+    [
+        ("out/{steam}.jsonl", "unknown placeholder {steam}; the placeholders are {pipeline}, "),
+        ("out/{}.jsonl", "unknown placeholder {}"),
+        ("out/{0}.jsonl", "unknown placeholder {0}"),
+        ("out/{stream.upper}.jsonl", "unknown placeholder {stream.upper}"),
+        ("out/{stream.jsonl", "expected '}' before end of string"),
+        ("out/stream}.jsonl", "Single '}' encountered"),
+        ("out/{stream}/", "names a directory"),
+    ],
+)
+def test_a_bad_path_is_refused_by_bizon_check(path: str, fragment: str, cli, tmp_path: Path):
+    config = tmp_path / "bad_path.yml"
+    config.write_text(
+        "name: p\nsource: {name: paged, stream: users, base_url: 'http://127.0.0.1:9'}\n"
+        f"destination: {{name: file, config: {{path: '{path}'}}}}\n"
+    )
+    for command in ("check", "run"):
+        code, out, err = cli(command, config)
+        assert code == 2
+        assert out == ""
+        assert err.count("\n") == 1 and err.startswith(f"error: {config}: ")
+        assert "destination.config.path: " in err and fragment in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_literal_braces_and_every_placeholder_are_accepted(make_destination, tmp_path: Path):
+    destination = make_destination(
+        FULL, path=str(tmp_path / "{{x}}" / "{pipeline}-{source}-{stream}")
+    )
+    run(destination, records(0, 1))
+    assert ids(tmp_path / "{x}" / "pipe-src-users") == ["0"]
+
+
+def test_a_path_that_is_a_directory_fails_clearly_and_leaves_nothing(
+    make_destination: MakeDestination, tmp_path: Path
+):
+    target = tmp_path / "out" / "users.jsonl"
+    target.mkdir(parents=True)
+    destination = make_destination(FULL)
+    ok, reason = destination.check_connection()
+    assert ok is False and reason is not None
+    assert f"{target} is a directory" in reason
+    with pytest.raises(DestinationError, match=r"users\.jsonl is a directory; give the path of a"):
+        destination.begin(None)
+    destination.finalize(False)
+    assert sorted(p.name for p in target.parent.iterdir()) == ["users.jsonl"]
+    assert list(target.iterdir()) == []
+
+
+_HOLDER = """
+import sys
+from datetime import UTC, datetime
+from bizon_core.destination.destination import WriteContext
+from bizon_core.discovery import ConnectorKind, get_connector, load_connector_class
+from bizon_core.source.config import SourceSyncModes
+from bizon_core.source.models import SourceRecord
+
+cls = load_connector_class(get_connector(ConnectorKind.DESTINATION, "file"))
+config = cls.get_config_class().model_validate({"path": sys.argv[1]})
+context = WriteContext("other_pipeline", "src", "users", SourceSyncModes.FULL_REFRESH,
+                       "holder-run", datetime.now(UTC))
+destination = cls(config, context)
+destination.begin(None)
+destination.write([SourceRecord(id=f"a{i}", data={"i": i}) for i in range(5)])
+print("BEGUN", flush=True)
+sys.stdin.readline()  # the test says when to go on
+destination.write([SourceRecord(id=f"a{i}", data={"i": i}) for i in range(5, 10)])
+destination.commit()
+destination.finalize(True)
+print("COMMITTED", flush=True)
+"""
+
+
+def _start_holder(target: Path) -> subprocess.Popen[str]:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(_HOLDER), str(target)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline() == "BEGUN\n"
+    return holder
+
+
+def test_a_second_load_into_the_same_path_is_refused_while_another_process_loads(
+    make_destination: MakeDestination, tmp_path: Path
+):
+    target = tmp_path / "out" / "users.jsonl"
+    holder = _start_holder(target)
+    try:
+        second = make_destination(FULL, run_id="second-run")
+        with pytest.raises(
+            DestinationError,
+            match=rf"another load into {target} is running \(process {holder.pid}, run "
+            r"holder-run\); run again when it has finished",
+        ):
+            second.begin(None)
+        second.finalize(False)
+        # A second destination of this very process is refused too.
+        third = make_destination(FULL, run_id="third-run")
+        with pytest.raises(DestinationError, match="another load into"):
+            third.begin(None)
+        third.finalize(False)
+
+        out, _ = holder.communicate("go\n", timeout=30)
+    finally:
+        holder.kill()
+    assert holder.returncode == 0 and out == "COMMITTED\n"
+    assert ids(target) == [f"a{i}" for i in range(10)]  # exactly the holder's records
+    assert not partial_of(target).exists() and not journal_of(target).exists()
+
+    # Once that load is finished, the path is free again.
+    run(make_destination(FULL, run_id="later-run"), records(0, 2))
+    assert ids(target) == ["0", "1"]
+
+
+def test_the_lock_of_a_killed_load_is_released_by_its_death(
+    make_destination: MakeDestination, tmp_path: Path
+):
+    target = tmp_path / "out" / "users.jsonl"
+    holder = _start_holder(target)
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait(timeout=30)
+    assert holder.returncode == -signal.SIGKILL
+
+    run(make_destination(FULL, run_id="after-the-kill"), records(0, 3))
+    assert ids(target) == ["0", "1", "2"]
+
+
+def test_two_loads_in_one_process_one_refused_the_other_committed_whole(
+    make_destination: MakeDestination, tmp_path: Path
+):
+    target = tmp_path / "out" / "users.jsonl"
+    first = make_destination(INCREMENTAL, run_id="first-run")
+    second = make_destination(INCREMENTAL, run_id="second-run")
+    first.begin(None)
+    first.write(records(0, 3))
+    with pytest.raises(DestinationError, match="another load into"):
+        second.begin(None)
+    first.write(records(3, 5))
+    second.finalize(False)  # the refused load's cleanup leaves the other one alone
+    first.commit()
+    first.finalize(True)
+    assert ids(target) == [str(i) for i in range(5)]

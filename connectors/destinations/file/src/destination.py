@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import string
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from bizon_core.destination.config import DestinationConfig
 from bizon_core.destination.destination import AbstractDestination
 from bizon_core.errors import DestinationError
 from bizon_core.source.config import SourceSyncModes
 from bizon_core.source.models import SourceRecord
+
+PLACEHOLDERS = ("pipeline", "source", "stream")
 
 
 class FileDestinationConfig(DestinationConfig):
@@ -31,6 +35,23 @@ class FileDestinationConfig(DestinationConfig):
         description="Records between durable flushes (each one a resume checkpoint).",
     )
 
+    @field_validator("path")
+    @classmethod
+    def _a_file_with_known_placeholders(cls, path: str) -> str:
+        allowed = ", ".join(f"{{{name}}}" for name in PLACEHOLDERS)
+        try:
+            fields = [name for _, name, _, _ in string.Formatter().parse(path) if name is not None]
+        except ValueError as exc:  # a lone brace
+            raise ValueError(
+                f"{exc} (placeholders are {allowed}; write {{{{ or }}}} for a brace)"
+            ) from None
+        for name in fields:
+            if name not in PLACEHOLDERS:
+                raise ValueError(f"unknown placeholder {{{name}}}; the placeholders are {allowed}")
+        if not path or path.endswith(("/", os.sep)):
+            raise ValueError("names a directory; give a file, e.g. out/{stream}.jsonl")
+        return path
+
 
 class FileDestination(AbstractDestination):
     """Writes each record as `{"id", "extracted_at", "data"}` on one line.
@@ -44,6 +65,10 @@ class FileDestination(AbstractDestination):
     committing (and, to append, the size before), and `<path>.committed` names the last
     run committed. The next `begin()` finishes or rolls back an interrupted commit, and a
     resumed run that was in fact committed writes nothing again.
+
+    One load at a time per path: `begin()` takes an exclusive lock on `<path>.lock`
+    (`flock`, held until `finalize()`, released by the system if the process dies) and
+    refuses to start while another load, of any pipeline or process, holds it.
     """
 
     def __init__(self, config: FileDestinationConfig, context: Any):
@@ -57,6 +82,8 @@ class FileDestination(AbstractDestination):
         self.partial = self.path.with_name(self.path.name + ".partial")
         self.journal = self.path.with_name(self.path.name + ".commit")
         self.committed_marker = self.path.with_name(self.path.name + ".committed")
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self._lock: IO[bytes] | None = None
         self._handle: IO[bytes] | None = None
         self._unflushed = 0
         self._already_committed = False
@@ -66,6 +93,8 @@ class FileDestination(AbstractDestination):
         return FileDestinationConfig
 
     def check_connection(self) -> tuple[bool, str | None]:
+        if self.path.is_dir():
+            return False, _is_a_directory(self.path)
         directory = self.path.parent
         while not directory.exists() and directory != directory.parent:
             directory = directory.parent
@@ -76,7 +105,10 @@ class FileDestination(AbstractDestination):
         return True, None
 
     def begin(self, resume: dict[str, Any] | None) -> None:
+        if self.path.is_dir():
+            raise DestinationError(f"destination 'file': {_is_a_directory(self.path)}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._take_lock()
         self._recover_interrupted_commit()
         if resume is not None and self._committed_run() == self.context.run_id:
             # The run committed, then stopped before its cursor moved: nothing to redo.
@@ -144,9 +176,33 @@ class FileDestination(AbstractDestination):
     def finalize(self, success: bool) -> None:
         if self._handle is not None and not self._handle.closed:
             self._handle.close()
+        if self._lock is not None:
+            self._lock.close()  # closing the file releases its lock
+            self._lock = None
 
     def describe(self) -> dict[str, Any]:
         return {"path": str(self.path)}
+
+    def _take_lock(self) -> None:
+        """Lock the target path for this load, or refuse naming the load that holds it."""
+        handle = open(self.lock_path, "a+b")  # noqa: SIM115 - closed in finalize
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read(200).decode(errors="replace").strip()
+            handle.close()
+            raise DestinationError(
+                f"destination 'file': another load into {self.path} is running"
+                f"{f' ({holder})' if holder else ''}; run again when it has finished"
+            ) from None
+        except BaseException:
+            handle.close()
+            raise
+        handle.truncate(0)
+        handle.write(f"process {os.getpid()}, run {self.context.run_id}".encode())
+        handle.flush()
+        self._lock = handle
 
     def _sync(self) -> int:
         assert self._handle is not None
@@ -181,6 +237,10 @@ class FileDestination(AbstractDestination):
         if finished:
             self.partial.unlink(missing_ok=True)
         self.journal.unlink()
+
+
+def _is_a_directory(path: Path) -> str:
+    return f"{path} is a directory; give the path of a file, e.g. {path / '{stream}.jsonl'}"
 
 
 def _write_durably(path: Path, content: bytes) -> None:
