@@ -44,20 +44,21 @@ _MIN_REDACTED_LENGTH = 4
 PROJECT_LOGGERS = ("bizon", "bizon_core", "bizon_dagster", "bizon_connectors")
 
 _lock = threading.Lock()
-#: Every known secret value -> its name (None until one is known).
-_known_secrets: dict[str, str | None] = {}
+#: Every known secret value -> its names (see `_reference_name`); `unseal` resolves any.
+_known_secrets: dict[str, list[str]] = {}
 
 
 def register_secret(value: str, name: str | None = None) -> None:
     """Remember `value` as a secret: it is masked in messages and sealed in state from now on.
 
     `name` says where the value comes from (`env:VAR`, a config path, `oauth.access_token`);
-    the first name given to a value is kept.
+    a value may get several names.
     """
     if isinstance(value, str) and value:
         with _lock:
-            if _known_secrets.get(value) is None:
-                _known_secrets[value] = name
+            names = _known_secrets.setdefault(value, [])
+            if name is not None and name not in names:
+                names.append(name)
 
 
 def _register_field(value: str | None) -> str | None:
@@ -109,7 +110,7 @@ def unseal(value: Any) -> Any:
     `StateError`.
     """
     with _lock:
-        by_name = {name: secret for secret, name in _known_secrets.items() if name is not None}
+        by_name = {name: secret for secret, names in _known_secrets.items() for name in names}
 
     def resolve(match: re.Match[str]) -> str:
         name = match.group(1)
@@ -126,10 +127,10 @@ def unseal(value: Any) -> Any:
 
 
 def name_config_secrets(config: Any, path: tuple[str | int, ...] = ()) -> None:
-    """Name each registered, still unnamed secret after the config path holding it.
+    """Name each registered secret found in `config` after the config path holding it.
 
     Called once a pipeline config is validated (which registers its `Secret` fields'
-    values); the names are what `seal` writes, so they are stable for one config file.
+    values): a secret that came in the file has its path as name, stable for the file.
     """
     if isinstance(config, Mapping):
         for key, item in config.items():
@@ -138,9 +139,7 @@ def name_config_secrets(config: Any, path: tuple[str | int, ...] = ()) -> None:
         for index, item in enumerate(config):
             name_config_secrets(item, (*path, index))
     elif isinstance(config, str) and config in _known_secrets:
-        with _lock:
-            if _known_secrets.get(config) is None:
-                _known_secrets[config] = format_path(path)
+        register_secret(config, format_path(path))
 
 
 def resolve_references(value: Any, path: tuple[str | int, ...] = ()) -> Any:
@@ -230,11 +229,17 @@ def _lookup(variable: str, path: tuple[str | int, ...]) -> str:
 
 
 def _seal_text(text: str) -> str:
-    return _replace_secrets(text, lambda _secret, name: f"${{secret:{name or UNDECLARED}}}")
+    return _replace_secrets(text, lambda _secret, names: f"${{secret:{_reference_name(names)}}}")
 
 
-def _replace_secrets(text: str, replacement: Callable[[str, str | None], str]) -> str:
-    """`text` with each registered secret replaced by `replacement(secret, name)`.
+def _reference_name(names: list[str]) -> str:
+    """The name `seal` writes: an environment variable's is the same in every pipeline
+    file of a deployment, so it is preferred to a config path."""
+    return next((n for n in names if n.startswith("env:")), names[0] if names else UNDECLARED)
+
+
+def _replace_secrets(text: str, replacement: Callable[[str, list[str]], str]) -> str:
+    """`text` with each registered secret replaced by `replacement(secret, names)`.
 
     A whole value equal to a secret is replaced whatever its length; inside longer text,
     secrets of `_MIN_REDACTED_LENGTH` characters or more, in one pass, longest first.
@@ -247,17 +252,17 @@ def _replace_secrets(text: str, replacement: Callable[[str, str | None], str]) -
     return pattern.sub(lambda m: replacement(m.group(0), known[m.group(0)]), text)
 
 
-_snapshot_cache: tuple[dict[str, str | None], dict[str, str | None], re.Pattern[str] | None]
+_snapshot_cache: tuple[dict[str, list[str]], dict[str, list[str]], re.Pattern[str] | None]
 _snapshot_cache = ({}, {}, None)
 
 
-def _snapshot() -> tuple[dict[str, str | None], re.Pattern[str] | None]:
+def _snapshot() -> tuple[dict[str, list[str]], re.Pattern[str] | None]:
     """A copy of the registry and a pattern of its secrets, rebuilt when it changed."""
     global _snapshot_cache
     with _lock:
         source, known, pattern = _snapshot_cache
         if source is not _known_secrets or known != _known_secrets:
-            known = dict(_known_secrets)
+            known = {secret: list(names) for secret, names in _known_secrets.items()}
             long_ones = sorted((s for s in known if len(s) >= _MIN_REDACTED_LENGTH), key=len)
             pattern = (
                 re.compile("|".join(re.escape(s) for s in reversed(long_ones)))

@@ -32,9 +32,9 @@ from bizon_core.source.auth.authenticators.token import TokenAuthParams
 
 
 @pytest.fixture(autouse=True)
-def known_secrets(monkeypatch: pytest.MonkeyPatch) -> dict[str, str | None]:
+def known_secrets(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
     """An empty registry of secrets for each test, so that tests do not see each other's."""
-    registry: dict[str, str | None] = {}
+    registry: dict[str, list[str]] = {}
     monkeypatch.setattr(secrets, "_known_secrets", registry)
     return registry
 
@@ -44,7 +44,7 @@ def test_whole_value_reference(monkeypatch: pytest.MonkeyPatch, known_secrets: d
     resolved = resolve_references({"source": {"url": "https://x", "key": "env://BIZON_TEST_TOKEN"}})
     assert resolved == {"source": {"url": "https://x", "key": "s3cr3t-value"}}
     # A resolved reference is a secret whatever its key is called, named by its variable.
-    assert known_secrets == {"s3cr3t-value": "env:BIZON_TEST_TOKEN"}
+    assert known_secrets == {"s3cr3t-value": ["env:BIZON_TEST_TOKEN"]}
     assert redact("key=s3cr3t-value") == f"key={MASK}"
 
 
@@ -55,7 +55,10 @@ def test_inline_references(monkeypatch: pytest.MonkeyPatch, known_secrets: dict)
         {"url": "postgres://${env://BIZON_TEST_USER}:${env://BIZON_TEST_PASS}@db/x"}
     )
     assert resolved == {"url": "postgres://alice-user:p4ssw0rd@db/x"}
-    assert known_secrets == {"alice-user": "env:BIZON_TEST_USER", "p4ssw0rd": "env:BIZON_TEST_PASS"}
+    assert known_secrets == {
+        "alice-user": ["env:BIZON_TEST_USER"],
+        "p4ssw0rd": ["env:BIZON_TEST_PASS"],
+    }
 
 
 def test_references_in_lists_and_scalars(monkeypatch: pytest.MonkeyPatch):
@@ -168,7 +171,7 @@ def test_the_secret_type_in_a_connector_model_and_its_schema(known_secrets: dict
         password: Secret | None = None
 
     ApiConfig(base_url="https://api.example", api_key="k3y-value")
-    assert known_secrets == {"k3y-value": None}
+    assert known_secrets == {"k3y-value": []}
     schema = ApiConfig.model_json_schema()["properties"]
     assert schema["api_key"]["writeOnly"] is True and schema["api_key"]["secret"] is True
     assert "writeOnly" not in schema["base_url"]
@@ -182,9 +185,16 @@ def test_config_secrets_are_named_by_their_path(known_secrets: dict, monkeypatch
     TokenAuthParams(token=config["source"]["auth"]["params"]["token"])
     name_config_secrets(config)
     assert known_secrets == {
-        "from-the-env": "env:BIZON_TEST_KEY",
-        "literal-tok": "source.auth.params.token",
+        "from-the-env": ["env:BIZON_TEST_KEY", "source.key"],
+        "literal-tok": ["source.auth.params.token"],
     }
+    # In state, a variable's name is preferred: it is the same in every pipeline file.
+    assert seal(["from-the-env", "literal-tok"]) == [
+        "${secret:env:BIZON_TEST_KEY}",
+        "${secret:source.auth.params.token}",
+    ]
+    # Any of a secret's names resolves.
+    assert unseal("${secret:source.key}") == "from-the-env"
 
 
 def test_redact_masks_every_occurrence_longest_first():
@@ -196,7 +206,7 @@ def test_redact_masks_every_occurrence_longest_first():
 def test_short_secrets_are_masked_only_as_whole_values(known_secrets: dict):
     register_secret("")
     register_secret("abc")
-    assert known_secrets == {"abc": None}
+    assert known_secrets == {"abc": []}
     assert redact("abc") == MASK
     assert redact("abcdef") == "abcdef"  # inside other text, too short to mask
     assert redact("") == ""
