@@ -33,7 +33,13 @@ from bizon_core.destination.config import DestinationConfig
 from bizon_core.destination.destination import AbstractDestination
 from bizon_core.discovery import ConnectorInfo, ConnectorKind, get_connector, load_connector_class
 from bizon_core.errors import ConfigError
-from bizon_core.secrets import format_path, mask, resolve_references
+from bizon_core.secrets import (
+    format_path,
+    install_log_redaction,
+    mask,
+    name_config_secrets,
+    resolve_references,
+)
 from bizon_core.source.config import SourceConfig
 from bizon_core.source.source import AbstractSource
 from bizon_core.yamlfile import read_yaml
@@ -179,6 +185,10 @@ def pipeline_from_dict(data: Any, path: Path | None = None) -> Pipeline:
     destination_config = _validate(
         destination_class.get_config_class(), config.destination.config, ("destination", "config")
     )
+    # Validation registered the `Secret` fields' values: name them for sealed state, and
+    # redact them in the logs of the connectors just imported.
+    name_config_secrets(resolved)
+    install_log_redaction()
     return Pipeline(
         config=config,
         path=path,

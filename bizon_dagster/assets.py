@@ -24,9 +24,9 @@ from dagster import (
 
 from bizon_core.config import Pipeline, load_pipeline
 from bizon_core.errors import BizonError
-from bizon_core.secrets import mask, redact
+from bizon_core.secrets import install_log_redaction, mask, redact
 from bizon_core.sync.runner import RunProgress, RunResult, run_stream
-from bizon_dagster.state import DagsterStateStore, success_metadata
+from bizon_dagster.state import RESUME_TAG, DagsterStateStore, success_metadata
 from bizon_dagster.translator import BizonStream, BizonTranslator
 
 #: Seconds between two progress lines in the run logs.
@@ -109,14 +109,30 @@ def sync_streams(
     keys: dict[str, AssetKey],
     checkpoint_interval: float = CHECKPOINT_INTERVAL,
 ) -> Iterator[MaterializeResult]:
-    """Sync every selected stream; one `MaterializeResult` each, then fail if any failed."""
+    """Sync every selected stream; one `MaterializeResult` each, then fail if any failed.
+
+    A run tagged `bizon/resume: "false"` discards the streams' checkpoints and starts over.
+    """
+    install_log_redaction()
+    # Only the first attempt starts over: its retries resume from its own checkpoints.
+    start_over = (
+        context.retry_number == 0 and (context.run.tags.get(RESUME_TAG) or "").lower() == "false"
+    )
     failed: list[str] = []
     for stream, key in keys.items():
         if key not in context.selected_asset_keys:
             continue
         store = DagsterStateStore(context, key, checkpoint_interval)
+        if start_over:
+            store.discard_checkpoint()
         try:
-            result = run_stream(pipeline, stream, store, on_progress=_ProgressLog(context))
+            result = run_stream(
+                pipeline,
+                stream,
+                store,
+                resume=not start_over,
+                on_progress=_ProgressLog(context),
+            )
         except BizonError as exc:
             message = redact(str(exc))
             context.log.error(f"{stream}: sync failed, its cursor is unchanged: {message}")

@@ -27,7 +27,7 @@ from dagster import (
 )
 
 from bizon_core.errors import StateError
-from bizon_core.secrets import mask
+from bizon_core.secrets import seal, unseal
 from bizon_core.source.config import SourceSyncModes
 from bizon_core.sync.state import Checkpoint, StreamKey, SuccessfulRun
 
@@ -35,6 +35,10 @@ logger = logging.getLogger(__name__)
 
 LAST_RUN = "bizon/last_run"
 CHECKPOINT = "bizon/checkpoint"
+#: An observation that hides the checkpoints before it from `resume_point`.
+DISCARDED = "bizon/checkpoint_discarded"
+#: The run tag that, set to `false`, makes a run start over instead of resuming.
+RESUME_TAG = "bizon/resume"
 _FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 
 
@@ -91,19 +95,25 @@ class DagsterStateStore:
         entry = records[0].event_log_entry
         observation = entry.asset_observation
         if observation is None or CHECKPOINT not in observation.metadata:
-            return None
+            return None  # none, or discarded (`discard_checkpoint`)
         latest = self.instance.get_latest_materialization_event(self.asset_key)
         if latest is not None and latest.timestamp >= entry.timestamp:
             return None  # the checkpoint's run, or a later one, has committed since
         data = observation.metadata[CHECKPOINT].value
+        try:
+            pagination, destination = unseal(data["pagination"]), unseal(data["destination"])
+        except StateError as exc:
+            raise StateError(
+                f"stream {key}: {exc}; start a run with the tag {RESUME_TAG}=false to discard it"
+            ) from None
         return Checkpoint(
             run_id=data["run_id"],
             started_at=datetime.fromisoformat(data["started_at"]),
             sync_mode=SourceSyncModes(data["sync_mode"]),
-            pagination=data["pagination"],
+            pagination=pagination,
             records=data["records"],
             pages=data["pages"],
-            destination=data["destination"],
+            destination=destination,
             source_last_run=(
                 datetime.fromisoformat(data["source_last_run"]) if data["source_last_run"] else None
             ),
@@ -139,10 +149,11 @@ class DagsterStateStore:
             "run_id": checkpoint.run_id,
             "started_at": checkpoint.started_at.isoformat(),
             "sync_mode": checkpoint.sync_mode.value,
-            "pagination": mask(checkpoint.pagination),
+            # Exact, but with references in place of secrets: the event log shows no secret.
+            "pagination": seal(checkpoint.pagination),
             "records": checkpoint.records,
             "pages": checkpoint.pages,
-            "destination": checkpoint.destination,
+            "destination": seal(checkpoint.destination),
             "source_last_run": (
                 checkpoint.source_last_run.isoformat() if checkpoint.source_last_run else None
             ),
@@ -161,6 +172,16 @@ class DagsterStateStore:
     def commit(self, key: StreamKey, run: SuccessfulRun) -> None:
         """Nothing to write here: the asset yields the `MaterializeResult` that records
         `run` (see `success_metadata`) once the runner returns."""
+
+    def discard_checkpoint(self) -> None:
+        """Make the stream's checkpoints so far invisible to `resume_point`: the stream
+        starts over, and a retry resumes only from checkpoints recorded after this."""
+        self.context.log_event(
+            AssetObservation(
+                asset_key=self.asset_key,
+                metadata={DISCARDED: MetadataValue.text(f"by run {self.context.run.run_id}")},
+            )
+        )
 
     def _claim(self, slot: str, run_id: str, step_key: str) -> bool:
         storage = self.instance.event_log_storage

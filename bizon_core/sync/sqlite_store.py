@@ -14,6 +14,7 @@ from pathlib import Path
 import orjson
 
 from bizon_core.errors import StateError
+from bizon_core.secrets import seal, unseal
 from bizon_core.source.config import SourceSyncModes
 from bizon_core.sync.state import Checkpoint, StreamKey, SuccessfulRun
 
@@ -96,14 +97,18 @@ class SqliteStateStore:
         )
         if row is None:
             return None
+        try:
+            pagination, destination = unseal(orjson.loads(row[3])), unseal(orjson.loads(row[6]))
+        except StateError as exc:
+            raise StateError(f"stream {key}: {exc}; rerun with --no-resume to discard it") from None
         return Checkpoint(
             run_id=row[0],
             started_at=datetime.fromisoformat(row[1]),
             sync_mode=SourceSyncModes(row[2]),
-            pagination=orjson.loads(row[3]),
+            pagination=pagination,
             records=row[4],
             pages=row[5],
-            destination=orjson.loads(row[6]),
+            destination=destination,
             source_last_run=datetime.fromisoformat(row[7]) if row[7] else None,
             created_at=datetime.fromisoformat(row[8]),
         )
@@ -134,10 +139,11 @@ class SqliteStateStore:
                 _now(),
                 checkpoint.started_at.isoformat(),
                 checkpoint.sync_mode.value,
-                orjson.dumps(checkpoint.pagination).decode(),
+                # Secrets inside the pagination (a next URL with a token) stored as references.
+                orjson.dumps(seal(checkpoint.pagination)).decode(),
                 checkpoint.records,
                 checkpoint.pages,
-                orjson.dumps(checkpoint.destination).decode(),
+                orjson.dumps(seal(checkpoint.destination)).decode(),
                 checkpoint.source_last_run.isoformat() if checkpoint.source_last_run else None,
             ),
         )

@@ -1,4 +1,4 @@
-"""Secret references (`env://`), registration, `redact`, `mask` and the logging filter."""
+"""Secret references (`env://`), the `Secret` type, `redact`, `mask`, `seal` and the log filter."""
 
 from __future__ import annotations
 
@@ -7,46 +7,58 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+from pydantic import BaseModel
 
 from bizon_core import secrets
-from bizon_core.errors import ConfigError
+from bizon_core.errors import ConfigError, StateError
 from bizon_core.secrets import (
     MASK,
     RedactingFilter,
+    Secret,
     format_path,
-    is_secret_key,
+    install_log_redaction,
     mask,
+    name_config_secrets,
     redact,
     register_secret,
     resolve_references,
+    seal,
+    unseal,
 )
+from bizon_core.source.auth.authenticators.basic import BasicHttpAuthParams
+from bizon_core.source.auth.authenticators.cookies import CookiesAuthParams
+from bizon_core.source.auth.authenticators.oauth import Oauth2AuthParams
+from bizon_core.source.auth.authenticators.token import TokenAuthParams
 
 
 @pytest.fixture(autouse=True)
-def known_secrets(monkeypatch: pytest.MonkeyPatch) -> set[str]:
+def known_secrets(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
     """An empty registry of secrets for each test, so that tests do not see each other's."""
-    registry: set[str] = set()
+    registry: dict[str, list[str]] = {}
     monkeypatch.setattr(secrets, "_known_secrets", registry)
     return registry
 
 
-def test_whole_value_reference(monkeypatch: pytest.MonkeyPatch, known_secrets: set[str]):
+def test_whole_value_reference(monkeypatch: pytest.MonkeyPatch, known_secrets: dict):
     monkeypatch.setenv("BIZON_TEST_TOKEN", "s3cr3t-value")
     resolved = resolve_references({"source": {"url": "https://x", "key": "env://BIZON_TEST_TOKEN"}})
     assert resolved == {"source": {"url": "https://x", "key": "s3cr3t-value"}}
-    # A resolved reference is a secret whatever its key is called.
-    assert "s3cr3t-value" in known_secrets
+    # A resolved reference is a secret whatever its key is called, named by its variable.
+    assert known_secrets == {"s3cr3t-value": ["env:BIZON_TEST_TOKEN"]}
     assert redact("key=s3cr3t-value") == f"key={MASK}"
 
 
-def test_inline_references(monkeypatch: pytest.MonkeyPatch, known_secrets: set[str]):
+def test_inline_references(monkeypatch: pytest.MonkeyPatch, known_secrets: dict):
     monkeypatch.setenv("BIZON_TEST_USER", "alice-user")
     monkeypatch.setenv("BIZON_TEST_PASS", "p4ssw0rd")
     resolved = resolve_references(
         {"url": "postgres://${env://BIZON_TEST_USER}:${env://BIZON_TEST_PASS}@db/x"}
     )
     assert resolved == {"url": "postgres://alice-user:p4ssw0rd@db/x"}
-    assert {"alice-user", "p4ssw0rd"} <= known_secrets
+    assert known_secrets == {
+        "alice-user": ["env:BIZON_TEST_USER"],
+        "p4ssw0rd": ["env:BIZON_TEST_PASS"],
+    }
 
 
 def test_references_in_lists_and_scalars(monkeypatch: pytest.MonkeyPatch):
@@ -62,12 +74,28 @@ def test_references_in_lists_and_scalars(monkeypatch: pytest.MonkeyPatch):
 
 
 @pytest.mark.parametrize(
-    "value",
-    ["see env://BIZON_TEST_UNSET", "env://", "env://1BAD", "${env://BIZON_TEST_UNSET", "plain"],
+    "value", ["see env://BIZON_TEST_UNSET", "${env://BIZON_TEST_UNSET", "plain"]
 )
 def test_what_is_not_a_reference_is_kept(value: str, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("BIZON_TEST_UNSET", raising=False)
     assert resolve_references({"name": value}) == {"name": value}
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("env://", "env:// names no environment variable"),
+        ("env://1BAD", "env://1BAD: not a valid environment variable name"),
+        ("x-${env://}", "env:// names no environment variable"),
+        ("x-${env://A B}", "env://A B: not a valid environment variable name"),
+    ],
+)
+def test_a_reference_without_a_variable_name_names_the_field(value: str, problem: str):
+    with pytest.raises(ConfigError) as raised:
+        resolve_references({"source": {"authentication": {"params": {"token": value}}}})
+    assert str(raised.value) == f"source.authentication.params.token: {problem}" + (
+        " (write env://NAME)" if "names no" in problem else ""
+    )
 
 
 def test_missing_variable_names_the_path(monkeypatch: pytest.MonkeyPatch):
@@ -89,54 +117,84 @@ def test_missing_variable_inline_and_in_a_list(monkeypatch: pytest.MonkeyPatch):
         resolve_references({"source": {"headers": ["a", "x-${env://BIZON_TEST_MISSING}"]}})
 
 
-def test_values_of_secret_keys_are_registered(known_secrets: set[str]):
+def test_secret_key_names_are_not_secrets(known_secrets: dict):
+    """Secrets are declared by type: a key that looks like one makes nothing secret."""
     resolve_references(
         {
-            "name": "visible-name",
-            "auth": {
-                "password": "hunter22",
-                "client_secret": "cl13nt-s3cret",
-                "cookies": {"session": "c00kie-value"},
-                "api_keys": ["k3y-one", "k3y-two"],
-                "short_token": "abc",
-            },
+            "token_refresh_endpoint": "https://auth.example/oauth/token",
+            "response_field_access_token": "access_token",
+            "pagination": {"page_token": "abc123"},
+            "password": "written-in-clear",
         }
     )
-    assert known_secrets == {
-        "hunter22",
-        "cl13nt-s3cret",
-        "c00kie-value",
-        "k3y-one",
-        "k3y-two",
+    assert known_secrets == {}
+    assert mask({"page_token": "abc123", "x": "https://auth.example/oauth/token"}) == {
+        "page_token": "abc123",
+        "x": "https://auth.example/oauth/token",
     }
-    assert redact("visible-name hunter22 k3y-two abc") == f"visible-name {MASK} {MASK} abc"
 
 
-@pytest.mark.parametrize(
-    "key",
-    [
-        "token",
-        "access_token",
-        "Password",
-        "passwd",
-        "client_secret",
-        "api_key",
-        "apikey",
-        "X_API_KEY",
-        "credentials",
-        "cookie",
-        "Authorization",
-        "private_key",
-        "dsn",
-    ],
-)
-def test_secret_keys(key: str):
-    assert is_secret_key(key)
+def test_declared_secret_fields_are_registered(known_secrets: dict):
+    TokenAuthParams(token="t0ken-value")
+    BasicHttpAuthParams(username="alice", password="pw")
+    CookiesAuthParams(cookies={"sid": "c00kie-value", "other": "c00kie-2"})
+    oauth = Oauth2AuthParams(
+        token_refresh_endpoint="https://auth.example/oauth/token",
+        client_id="the-client",
+        client_secret="cl13nt-s3cret",
+        refresh_token="r3fresh",
+        access_token="acc3ss",
+    )
+    assert set(known_secrets) == {
+        "t0ken-value",
+        "pw",
+        "c00kie-value",
+        "c00kie-2",
+        "cl13nt-s3cret",
+        "r3fresh",
+        "acc3ss",
+    }
+    # Plain strings at run time: what a connector passes on is the value itself.
+    assert isinstance(oauth.client_secret, str) and oauth.client_secret == "cl13nt-s3cret"
+    assert f"{TokenAuthParams(token='t0ken-value').token}" == "t0ken-value"
+    # Readable fields stay readable.
+    assert redact(f"OAuth2 token request to {oauth.token_refresh_endpoint} failed") == (
+        "OAuth2 token request to https://auth.example/oauth/token failed"
+    )
+    assert redact(f"{oauth.response_field_access_token} missing") == "access_token missing"
 
 
-@pytest.mark.parametrize("key", ["name", "url", "stream", "page_size", "auth_method", "client_id"])
-def test_other_keys(key: str):
-    assert not is_secret_key(key)
+def test_the_secret_type_in_a_connector_model_and_its_schema(known_secrets: dict):
+    class ApiConfig(BaseModel):
+        base_url: str
+        api_key: Secret
+        password: Secret | None = None
+
+    ApiConfig(base_url="https://api.example", api_key="k3y-value")
+    assert known_secrets == {"k3y-value": []}
+    schema = ApiConfig.model_json_schema()["properties"]
+    assert schema["api_key"]["writeOnly"] is True and schema["api_key"]["secret"] is True
+    assert "writeOnly" not in schema["base_url"]
+
+
+def test_config_secrets_are_named_by_their_path(known_secrets: dict, monkeypatch):
+    monkeypatch.setenv("BIZON_TEST_KEY", "from-the-env")
+    config = resolve_references(
+        {"source": {"key": "env://BIZON_TEST_KEY", "auth": {"params": {"token": "literal-tok"}}}}
+    )
+    TokenAuthParams(token=config["source"]["auth"]["params"]["token"])
+    name_config_secrets(config)
+    assert known_secrets == {
+        "from-the-env": ["env:BIZON_TEST_KEY", "source.key"],
+        "literal-tok": ["source.auth.params.token"],
+    }
+    # In state, a variable's name is preferred: it is the same in every pipeline file.
+    assert seal(["from-the-env", "literal-tok"]) == [
+        "${secret:env:BIZON_TEST_KEY}",
+        "${secret:source.auth.params.token}",
+    ]
+    # Any of a secret's names resolves.
+    assert unseal("${secret:source.key}") == "from-the-env"
 
 
 def test_redact_masks_every_occurrence_longest_first():
@@ -145,16 +203,18 @@ def test_redact_masks_every_occurrence_longest_first():
     assert redact("abcdef, abcd, abcdef") == f"{MASK}, {MASK}, {MASK}"
 
 
-def test_short_or_empty_values_are_not_registered(known_secrets: set[str]):
+def test_short_secrets_are_masked_only_as_whole_values(known_secrets: dict):
     register_secret("")
     register_secret("abc")
-    assert known_secrets == set()
-    assert redact("abc") == "abc"
+    assert known_secrets == {"abc": []}
+    assert redact("abc") == MASK
+    assert redact("abcdef") == "abcdef"  # inside other text, too short to mask
     assert redact("") == ""
 
 
 def test_mask_of_a_nested_config():
     register_secret("known-s3cret")
+    register_secret("pw")
     config = {
         "name": "pipe",
         "source": {
@@ -163,14 +223,14 @@ def test_mask_of_a_nested_config():
             "authentication": {
                 "type": "oauth",
                 "params": {
+                    "token_refresh_endpoint": "https://auth/oauth/token",
                     "client_id": "the-client",
-                    "client_secret": "never-registered",
+                    "client_secret": "pw",
                     "refresh_token": "",
                     "access_token": None,
                     "scopes": ["read", "known-s3cret"],
                 },
             },
-            "cookies": {"sid": "1", "other": "2"},
             1: "int key",
         },
     }
@@ -183,6 +243,7 @@ def test_mask_of_a_nested_config():
             "authentication": {
                 "type": "oauth",
                 "params": {
+                    "token_refresh_endpoint": "https://auth/oauth/token",
                     "client_id": "the-client",
                     "client_secret": MASK,
                     "refresh_token": "",
@@ -190,12 +251,54 @@ def test_mask_of_a_nested_config():
                     "scopes": ["read", MASK],
                 },
             },
-            "cookies": {"sid": MASK, "other": MASK},
             1: "int key",
         },
     }
     # A copy: the config itself keeps its values.
-    assert config["source"]["authentication"]["params"]["client_secret"] == "never-registered"
+    assert config["source"]["authentication"]["params"]["client_secret"] == "pw"
+
+
+def test_seal_stores_references_and_unseal_gives_the_exact_value_back(known_secrets: dict):
+    register_secret("k3y-in-url", "env:API_KEY")
+    register_secret("k3y-in-url-longer", "source.api_key")
+    pagination = {
+        "next_url": "https://api/v1/k3y-in-url/items?key=k3y-in-url-longer&after=20",
+        "page_token": "abc123",
+        "pages": [3, "k3y-in-url"],
+        "n": 7,
+    }
+    sealed = seal(pagination)
+    assert sealed == {
+        "next_url": "https://api/v1/${secret:env:API_KEY}/items?key=${secret:source.api_key}"
+        "&after=20",
+        "page_token": "abc123",
+        "pages": [3, "${secret:env:API_KEY}"],
+        "n": 7,
+    }
+    assert "k3y-in-url" not in str(sealed)
+    assert unseal(sealed) == pagination
+
+    # A new process that loaded the same config knows the same names.
+    known_secrets.clear()
+    register_secret("k3y-in-url", "env:API_KEY")
+    register_secret("k3y-in-url-longer", "source.api_key")
+    assert unseal(sealed) == pagination
+
+
+def test_unseal_of_a_secret_no_longer_configured_is_a_state_error(known_secrets: dict):
+    register_secret("k3y-in-url", "env:API_KEY")
+    sealed = seal({"next_url": "https://api/k3y-in-url/items"})
+    known_secrets.clear()
+    with pytest.raises(StateError, match=r"secret 'env:API_KEY', which this pipeline no longer"):
+        unseal(sealed)
+    register_secret("from-the-code")  # registered without a name: not resolvable later
+    with pytest.raises(StateError, match="secret 'undeclared'"):
+        unseal(seal({"x": "from-the-code"}))
+
+
+def test_seal_without_secrets_changes_nothing():
+    value = {"page_token": "abc", "next": "https://api/items?after=3"}
+    assert seal(value) == value and unseal(value) == value
 
 
 def test_format_path():
@@ -268,3 +371,27 @@ def test_filter_without_known_secrets_changes_nothing(logged: tuple[logging.Logg
     assert (record.msg, record.args) == ("a %s", ("b",))
     logger.handle(record)
     assert stream.getvalue() == "INFO a b\n"
+
+
+def test_project_loggers_redact_before_any_handler():
+    """The filter sits on each project logger: a handler of someone else (Dagster's) gets
+    the record already redacted, for loggers of every project namespace."""
+    register_secret("tok-in-a-url")
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)  # no filter of its own
+    names = ["bizon_core.test_module", "bizon_connectors.sources.x.source", "bizon.destination.y"]
+    loggers = [logging.getLogger(name) for name in names]
+    other = logging.getLogger("somebody_else.module")
+    install_log_redaction()
+    try:
+        for logger in (*loggers, other):
+            logger.addHandler(handler)
+            logger.warning("GET https://api/%s/items: HTTP 503", "tok-in-a-url")
+    finally:
+        for logger in (*loggers, other):
+            logger.removeHandler(handler)
+    lines = stream.getvalue().splitlines()
+    assert lines[:3] == [f"GET https://api/{MASK}/items: HTTP 503"] * 3
+    assert lines[3] == "GET https://api/tok-in-a-url/items: HTTP 503"  # not ours to change
+    install_log_redaction()  # idempotent
+    assert loggers[0].filters.count(secrets._REDACTING_FILTER) == 1

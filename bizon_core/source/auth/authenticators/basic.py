@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 from requests.auth import HTTPBasicAuth
 
-from bizon_core.secrets import register_secret
+from bizon_core.secrets import Secret
 
 
 class BasicHttpAuthParams(BaseModel):
@@ -14,12 +14,11 @@ class BasicHttpAuthParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     username: str
-    password: str
+    password: Secret
 
 
 class BasicHttpAuth(HTTPBasicAuth):
     """`requests`' `HTTPBasicAuth` built from params, with the password kept secret."""
 
     def __init__(self, params: BasicHttpAuthParams):
-        register_secret(params.password)
         super().__init__(params.username, params.password)

@@ -6,7 +6,7 @@ import requests
 from pydantic import BaseModel, ConfigDict
 from requests.auth import AuthBase
 
-from bizon_core.secrets import register_secret
+from bizon_core.secrets import Secret
 
 
 class CookiesAuthParams(BaseModel):
@@ -14,15 +14,13 @@ class CookiesAuthParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    cookies: dict[str, str]
+    cookies: dict[str, Secret]
 
 
 class CookiesAuth(AuthBase):
     """Adds the configured cookies to the request's `Cookie` header, replacing same-name ones."""
 
     def __init__(self, params: CookiesAuthParams):
-        for value in params.cookies.values():
-            register_secret(value)
         self.cookies = dict(params.cookies)
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:

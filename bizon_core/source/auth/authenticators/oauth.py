@@ -13,7 +13,7 @@ from requests.auth import AuthBase
 from requests.cookies import extract_cookies_to_jar
 
 from bizon_core.errors import SourceError
-from bizon_core.secrets import redact, register_secret
+from bizon_core.secrets import Secret, redact, register_secret
 
 # Used when the authenticator is not bound to a bizon session, which has its own timeout.
 TOKEN_REQUEST_TIMEOUT = 30.0
@@ -26,11 +26,11 @@ class Oauth2AuthParams(BaseModel):
 
     token_refresh_endpoint: str
     client_id: str
-    client_secret: str
+    client_secret: Secret
     grant_type: Literal["refresh_token", "client_credentials"] = "refresh_token"
-    refresh_token: str | None = None
+    refresh_token: Secret | None = None
     scopes: list[str] = []
-    access_token: str | None = None
+    access_token: Secret | None = None
     token_expiry_date: datetime | None = None
     response_field_access_token: str = "access_token"
     response_field_expires_in: str = "expires_in"
@@ -63,9 +63,6 @@ class Oauth2Authenticator(AuthBase):
         self._access_token = params.access_token or ""
         self._refresh_token = params.refresh_token
         self._expires_at = _aware(params.token_expiry_date)
-        for secret in (params.client_secret, params.refresh_token, params.access_token):
-            if secret:
-                register_secret(secret)
 
     def bind_session(self, session: requests.Session) -> None:
         """Send token requests through `session` from now on."""
@@ -153,12 +150,12 @@ class Oauth2Authenticator(AuthBase):
                     f"'{params.response_field_access_token}' (HTTP {response.status_code})"
                 )
             )
-        register_secret(token)
+        register_secret(token, "oauth.access_token")
         self._access_token = token
         self._expires_at = _expiry(payload.get(params.response_field_expires_in))
         rotated = payload.get("refresh_token")
         if isinstance(rotated, str) and rotated:
-            register_secret(rotated)
+            register_secret(rotated, "oauth.refresh_token")
             self._refresh_token = rotated
 
 

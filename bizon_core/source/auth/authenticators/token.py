@@ -6,7 +6,7 @@ import requests
 from pydantic import BaseModel, ConfigDict
 from requests.auth import AuthBase
 
-from bizon_core.secrets import register_secret
+from bizon_core.secrets import Secret
 
 
 class TokenAuthParams(BaseModel):
@@ -14,7 +14,7 @@ class TokenAuthParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    token: str
+    token: Secret
     auth_method: str = "Bearer"
     auth_header: str = "Authorization"
 
@@ -23,7 +23,6 @@ class TokenAuth(AuthBase):
     """Sets `auth_header: "<auth_method> <token>"`, or just the token without a method."""
 
     def __init__(self, params: TokenAuthParams):
-        register_secret(params.token)
         self.header = params.auth_header
         self.value = f"{params.auth_method} {params.token}" if params.auth_method else params.token
 

@@ -37,7 +37,7 @@ from bizon_core.destination.sql import (
     value_type,
     widen,
 )
-from bizon_core.secrets import redact, register_secret
+from bizon_core.secrets import Secret, redact, register_secret
 from bizon_core.source.models import SourceRecord
 
 NAME = "postgres"
@@ -80,7 +80,7 @@ class PostgresDestinationConfig(SqlDestinationConfig):
     port: int = Field(default=5432, ge=1, le=65535, description="Server port.")
     database: str = Field(description="Database to load into.")
     user: str = Field(description="Role to connect as.")
-    password: str | None = Field(
+    password: Secret | None = Field(
         default=None,
         description="Password; write it as a reference (env://VAR), never in the file. "
         "Unset: libpq's own sources apply (PGPASSWORD, ~/.pgpass).",
