@@ -5,10 +5,13 @@ Order of a run, and what a crash at each step leaves behind:
 
 1. read the last success (incremental) and a resume point (a failed run's checkpoint);
 2. for each page: `destination.write` -> when it reports pages durable, `store.checkpoint`
-   with the pagination after the last of them (a crash here resumes from the previous
-   checkpoint: the destination rolls back to it);
-3. `destination.commit()` (a crash before it leaves readers' data as it was);
-4. `store.commit()` - only now does the cursor move.
+   with the pagination after the last of them, at most every `store.checkpoint_interval`
+   seconds (a crash here resumes from the previous checkpoint: the destination rolls back
+   to it); after a source failure, a checkpoint of every page written, always;
+3. `destination.flush()`, then a checkpoint with `pagination == {}`, always;
+4. `destination.commit()` (a crash before it leaves readers' data as it was; a crash
+   after it resumes from step 3's checkpoint, and the destination commits nothing twice);
+5. `store.commit()` - only now does the cursor move.
 """
 
 from __future__ import annotations
@@ -142,6 +145,8 @@ class _StreamRun:
         #: Pages written in the background, not yet durable (see `DurableUpTo`).
         self._pending: list[_Written] = []
         self._last: _Written | None = None
+        self._checkpoint_interval: float = getattr(store, "checkpoint_interval", 0.0)
+        self._last_checkpoint: float | None = None  # monotonic time of the last one
 
     def run(self, resume: bool) -> RunResult:
         mode = self._effective_mode()
@@ -277,7 +282,7 @@ class _StreamRun:
             written, marker = (covered[-1], marker.marker) if covered else (written, None)
         elif marker is not None:  # every page so far
             self._pending.clear()
-        if marker is not None and written.pagination:
+        if marker is not None and written.pagination and self._checkpoint_due():
             self._checkpoint(written, marker, context, fetched_after)
         if self.on_progress is not None:
             self.on_progress(progress)
@@ -307,6 +312,12 @@ class _StreamRun:
         if marker is not None:
             self._checkpoint(self._last, marker, context, fetched_after)
 
+    def _checkpoint_due(self) -> bool:
+        """Whether an intermediate checkpoint is to be recorded: the first one of the
+        attempt always, then at most one per `checkpoint_interval` seconds."""
+        last = self._last_checkpoint
+        return last is None or time.monotonic() - last >= self._checkpoint_interval
+
     def _checkpoint(
         self,
         written: _Written,
@@ -315,6 +326,7 @@ class _StreamRun:
         fetched_after: datetime | None,
     ) -> None:
         """Record where to resume: after `written`; its `pagination == {}`: after every page."""
+        self._last_checkpoint = time.monotonic()
         self.store.checkpoint(
             self.key,
             Checkpoint(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -29,7 +32,7 @@ def test_specs_show_keys_group_kinds_and_no_secret(make_pipeline, monkeypatch):
     pipeline = make_pipeline(
         source={"authentication": {"type": "bearer", "params": {"token": "env://PAGED_TOKEN"}}}
     )
-    assets = bizon_assets(pipeline, checkpoint_interval=0)
+    assets = bizon_assets(pipeline)
     specs = {spec.key: spec for spec in assets.specs}
     assert set(specs) == {USERS, ORDERS}
     users = specs[USERS]
@@ -104,7 +107,7 @@ def test_a_failed_stream_keeps_its_cursor_and_the_retry_resumes_without_duplicat
         source={"streams": ["users"], "page_size": 5},
         destination={"config": {"path": str(tmp_path / "users.jsonl"), "flush_every": 5}},
     )
-    assets = bizon_assets(pipeline, checkpoint_interval=0)
+    assets = bizon_assets(pipeline)
     assert dg.materialize([assets], instance=instance).success
     before = metadata(instance, USERS)
     for i in range(26, 41):
@@ -129,20 +132,76 @@ def test_a_failed_stream_keeps_its_cursor_and_the_retry_resumes_without_duplicat
 def test_a_step_retry_resumes_from_its_checkpoint_in_the_same_run(
     make_pipeline, instance, server, tmp_path
 ):
+    # Shipped defaults but the retry delay: HTTP retries on, the default checkpoint
+    # interval, and the source fails in the first second of the step.
     pipeline = make_pipeline(
-        source={"streams": ["users"], "page_size": 5, "sync_mode": "full_refresh"},
+        source={
+            "streams": ["users"],
+            "page_size": 5,
+            "sync_mode": "full_refresh",
+            "fail_on_page": 4,
+            "http": {},
+        },
         destination={"config": {"path": str(tmp_path / "users.jsonl"), "flush_every": 5}},
-        retries={"enabled": True, "max_retries": 1, "delay_seconds": 0},
+        retries={"delay_seconds": 0},
     )
-    server.inject(Fault(status=503, path="/cursor/users", nth=4))
-    result = dg.materialize([bizon_assets(pipeline, checkpoint_interval=0)], instance=instance)
+    result = dg.materialize([bizon_assets(pipeline)], instance=instance)
     assert result.success
     done = metadata(instance, USERS)
     assert done["bizon/resumed_after_records"] == 15
     assert done["dagster/row_count"] == 25
     assert ids(tmp_path / "users.jsonl") == [str(i) for i in range(1, 26)]
     pages = [r for r in server.requests if r.path == "/cursor/users"]
-    assert len(pages) == 5 + 1  # page 4 failed once, was fetched again; nothing else twice
+    assert len(pages) == 5  # pages 1-3, then 4 and 5 after resuming; nothing twice
+
+
+KILLED_AFTER_COMMIT = """
+import dataclasses, os, signal, sys
+import dagster as dg
+from bizon_core.config import load_pipeline
+from bizon_dagster import bizon_assets
+
+pipeline = load_pipeline(sys.argv[1])
+
+class DiesAfterCommit(pipeline.destination_class):
+    def commit(self):
+        super().commit()
+        os.kill(os.getpid(), signal.SIGKILL)  # before the materialization is stored
+
+pipeline = dataclasses.replace(pipeline, destination_class=DiesAfterCommit)
+instance = dg.DagsterInstance.from_ref(dg.deserialize_value(sys.argv[2]))
+dg.materialize([bizon_assets(pipeline)], instance=instance)
+"""
+
+
+def test_a_run_killed_between_its_commit_and_its_materialization_appends_nothing_twice(
+    make_pipeline, instance, server, tmp_path
+):
+    output = tmp_path / "users.jsonl"
+    pipeline = make_pipeline(
+        source={"streams": ["users"], "http": {}},
+        destination={"config": {"path": str(output)}},
+    )
+    assets = bizon_assets(pipeline)
+    assert dg.materialize([assets], instance=instance).success
+    for i in range(26, 31):
+        server.api.upsert("users", {"id": i, "name": f"new-{i}"})
+
+    script = tmp_path / "killed_after_commit.py"
+    script.write_text(KILLED_AFTER_COMMIT)
+    killed = subprocess.run(
+        [sys.executable, str(script), str(pipeline.path), dg.serialize_value(instance.get_ref())],
+        capture_output=True,
+        timeout=120,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+    assert len(ids(output)) == 30  # committed: the five new records were appended
+    (dead,) = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
+    instance.report_run_failed(dead)  # what the run monitor does for a dead run
+
+    assert dg.materialize([assets], instance=instance).success
+    assert ids(output) == [str(i) for i in range(1, 31)]  # not 35 lines: nothing appended again
+    assert metadata(instance, USERS)["bizon/resumed_after_records"] == 5
 
 
 def test_a_checkpoint_older_than_the_last_materialization_is_ignored(
@@ -152,7 +211,7 @@ def test_a_checkpoint_older_than_the_last_materialization_is_ignored(
         source={"streams": ["users"], "page_size": 5, "sync_mode": "full_refresh"},
         destination={"config": {"path": str(tmp_path / "users.jsonl"), "flush_every": 5}},
     )
-    assets = bizon_assets(pipeline, checkpoint_interval=0)
+    assets = bizon_assets(pipeline)
     server.inject(Fault(status=500, path="/cursor/users", nth=3))
     assert not dg.materialize([assets], instance=instance, raise_on_error=False).success
     assert dg.materialize([assets], instance=instance).success  # resumes, then commits
