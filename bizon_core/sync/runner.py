@@ -29,6 +29,7 @@ from bizon_core.destination.destination import AbstractDestination, DurableUpTo,
 from bizon_core.errors import BizonError, DestinationError, SourceError
 from bizon_core.secrets import redact
 from bizon_core.source.config import SourceSyncModes
+from bizon_core.source.incremental import HighestCursor
 from bizon_core.source.models import SourceIncrementalState
 from bizon_core.source.source import AbstractSource
 from bizon_core.sync.memory import PagedCollection
@@ -43,19 +44,32 @@ class RunProgress:
     """Where a running stream is; passed to the progress callback after every page."""
 
     key: StreamKey
+    #: Pages and records of the whole run, earlier attempts included.
     pages: int = 0
     records: int = 0
+    #: Monotonic start of this attempt.
     started: float = field(default_factory=time.monotonic)
+    #: The records the stream will hold: known only for a full fetch, when the source's
+    #: count of the collection is what the run fetches.
     total_records: int | None = None
+    #: Records written by the earlier attempts this one resumed.
+    resumed_records: int = 0
 
     @property
     def elapsed(self) -> float:
+        """Seconds since this attempt started."""
         return time.monotonic() - self.started
 
     @property
+    def attempt_records(self) -> int:
+        """Records written by this attempt."""
+        return self.records - self.resumed_records
+
+    @property
     def records_per_second(self) -> float:
+        """This attempt's records over this attempt's time."""
         elapsed = self.elapsed
-        return self.records / elapsed if elapsed > 0 else 0.0
+        return self.attempt_records / elapsed if elapsed > 0 else 0.0
 
     @property
     def eta_seconds(self) -> float | None:
@@ -91,8 +105,20 @@ class RunResult:
         return self.run.sync_mode
 
     @property
+    def attempt_records(self) -> int:
+        """Records written by the attempt that committed (`records` less those resumed)."""
+        return self.records - (self.resumed_from.records if self.resumed_from else 0)
+
+    @property
     def records_per_second(self) -> float:
-        return self.records / self.duration_seconds if self.duration_seconds > 0 else 0.0
+        """This attempt's records over this attempt's `duration_seconds`."""
+        duration = self.duration_seconds
+        return self.attempt_records / duration if duration > 0 else 0.0
+
+    @property
+    def max_cursor(self) -> str | None:
+        """The highest `cursor_field` value fetched (ISO-8601, UTC), if tracked."""
+        return self.run.state.get("max_cursor")
 
 
 ProgressCallback = Callable[[RunProgress], None]
@@ -141,6 +167,7 @@ class _StreamRun:
         self.on_progress = on_progress
         self.source_config = pipeline.source_configs[stream]
         self.label = f"source '{key.source}' stream '{stream}'"
+        self._highest = HighestCursor(self.source_config.cursor_field, self.label)
         self._writes = 0
         #: Pages written in the background, not yet durable (see `DurableUpTo`).
         self._pending: list[_Written] = []
@@ -150,6 +177,13 @@ class _StreamRun:
 
     def run(self, resume: bool) -> RunResult:
         mode = self._effective_mode()
+        if mode is SourceSyncModes.INCREMENTAL and self.source_config.cursor_field is None:
+            logger.warning(
+                "%s: incremental without source.cursor_field: a source that filters records "
+                "itself cannot tell which changed, and no highest cursor value is recorded; "
+                "set cursor_field (e.g. updated_at)",
+                self.label,
+            )
         checkpoint = self.store.resume_point(self.key) if resume else None
         if checkpoint is not None and checkpoint.sync_mode != mode:
             logger.info("%s: ignoring a checkpoint of a %s run", self.label, checkpoint.sync_mode)
@@ -168,9 +202,13 @@ class _StreamRun:
                 started_at=started_at,
             )
             destination = self._make_destination(context)
-            progress = RunProgress(self.key, total_records=self._total(source))
+            # The count is the collection's: it tells how far a full fetch is, not an
+            # incremental one.
+            total = self._total(source) if fetched_after is None else None
+            progress = RunProgress(self.key, total_records=total)
             if checkpoint is not None:
                 progress.pages, progress.records = checkpoint.pages, checkpoint.records
+                progress.resumed_records = checkpoint.records
                 logger.info(
                     "%s: resuming run %s after %d records from %s",
                     self.label,
@@ -189,6 +227,8 @@ class _StreamRun:
             records=progress.records,
             pages=progress.pages,
             cursor_field=self.source_config.cursor_field,
+            # After a resume, of the pages this attempt fetched: never above the truth.
+            state=self._highest.state(),
         )
         self.store.commit(self.key, run)
         return RunResult(
@@ -269,6 +309,7 @@ class _StreamRun:
     ) -> None:
         """Write one page; record a checkpoint when the destination says pages are durable."""
         marker = self._guard(destination.write, page.iteration.records)
+        self._highest.update(page.iteration.records)
         progress.pages += 1
         progress.records += len(page.iteration.records)
         self._writes += 1
@@ -363,10 +404,21 @@ class _StreamRun:
         if last is None:
             logger.info("%s: no previous successful run; fetching everything", self.label)
             return None
+        lookback = self.source_config.lookback
+        if not lookback:
+            logger.info(
+                "%s: fetching records changed after %s", self.label, last.started_at.isoformat()
+            )
+            return last.started_at
+        after = last.started_at - lookback
         logger.info(
-            "%s: fetching records changed after %s", self.label, last.started_at.isoformat()
+            "%s: fetching records changed after %s (the last run, %s, less the lookback %s)",
+            self.label,
+            after.isoformat(),
+            last.started_at.isoformat(),
+            lookback,
         )
-        return last.started_at
+        return after
 
     def _make_source(self) -> AbstractSource:
         try:

@@ -27,3 +27,25 @@ def test_a_rerun_after_a_pagination_loop_writes_no_page_twice(
     assert code == 0, err
     assert "resumed at record 15" in out
     assert read_ids(output) == [str(i) for i in range(1, 26)]
+
+
+def test_the_run_summary_shows_the_highest_cursor_and_this_attempts_records(
+    cli, server, api, write_pipeline, tmp_path
+):
+    output = tmp_path / "users.jsonl"
+    destination = {"name": "file", "config": {"path": str(output), "flush_every": 5}}
+    source = {
+        "base_url": server.url,
+        "page_size": 5,
+        "sync_mode": "incremental",
+        "cursor_field": "updated_at",
+    }
+    code, _, err = cli("run", write_pipeline({**source, "fail_on_page": 4}, destination))
+    assert code == 1 and "boom on page 4" in err
+
+    code, out, err = cli("run", write_pipeline(source, destination))
+    assert code == 0, err
+    highest = max(r["updated_at"] for r in api.records("users"))  # one offset: text order works
+    assert "25 records in 5 pages" in out
+    assert "resumed at record 15 (10 records in this attempt)" in out
+    assert f"max cursor {highest}" in out
