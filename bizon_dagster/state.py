@@ -146,8 +146,9 @@ class DagsterStateStore:
                 asset_key=self.asset_key,
                 metadata={
                     CHECKPOINT: MetadataValue.json(data),
-                    "bizon/records": checkpoint.records,
-                    "bizon/pages": checkpoint.pages,
+                    # Keys of their own: `bizon/records` plots the committed syncs only.
+                    "bizon/checkpoint_records": checkpoint.records,
+                    "bizon/checkpoint_pages": checkpoint.pages,
                 },
             )
         )
