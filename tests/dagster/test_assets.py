@@ -332,3 +332,13 @@ def test_the_time_left_is_shown_for_a_full_fetch_only(make_pipeline, instance, a
     incremental = dg.materialize([synced], instance=instance)
     (progress,) = messages(instance, incremental.run_id, "users: 1 pages, 2 records")
     assert "left" not in progress.user_message  # the count is the collection's, 25
+
+
+def test_a_retry_warning_of_the_fetch_thread_reaches_the_event_log(make_pipeline, instance, server):
+    # Default HTTP settings: the session retries the 503 from the background fetch thread.
+    assets = bizon_assets(make_pipeline(source={"streams": ["users"], "http": {}}))
+    server.inject(Fault(status=503, path="/cursor/users", nth=2))
+    result = dg.materialize([assets], instance=instance)
+    assert result.success
+    (warning,) = messages(instance, result.run_id, "retry 1 of 5")
+    assert warning.level == logging.WARNING
