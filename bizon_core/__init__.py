@@ -25,6 +25,7 @@ from bizon_core.errors import (
     StateError,
 )
 from bizon_core.source.config import SourceConfig, SourceSyncModes
+from bizon_core.source.incremental import cursor_instant, is_after, records_after
 from bizon_core.source.models import SourceIncrementalState, SourceIteration, SourceRecord
 from bizon_core.source.source import AbstractSource
 from bizon_core.sync.runner import RunProgress, RunResult, run_stream
@@ -58,7 +59,10 @@ __all__ = [
     "StreamKey",
     "SuccessfulRun",
     "WriteContext",
+    "cursor_instant",
+    "is_after",
     "load_pipeline",
     "pipeline_from_dict",
+    "records_after",
     "run_stream",
 ]

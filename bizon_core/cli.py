@@ -220,11 +220,17 @@ def _summary(result: RunResult) -> str:
     mode = result.sync_mode.value.replace("_", " ")
     if result.fetched_after is not None:
         mode += f" after {result.fetched_after.isoformat(timespec='seconds')}"
-    resumed = f", resumed at record {result.resumed_from.records}" if result.resumed_from else ""
+    resumed = (
+        f", resumed at record {result.resumed_from.records} "
+        f"({result.attempt_records:,} records in this attempt)"
+        if result.resumed_from
+        else ""
+    )
+    highest = f", max cursor {result.max_cursor}" if result.max_cursor else ""
     return (
         f"{result.key.stream}: {result.records:,} records in {result.pages:,} pages, "
         f"{result.duration_seconds:.1f}s ({result.records_per_second:,.0f} records/s), "
-        f"{mode}{resumed}{' -> ' + where if where else ''}"
+        f"{mode}{resumed}{highest}{' -> ' + where if where else ''}"
     )
 
 

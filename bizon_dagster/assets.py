@@ -26,12 +26,13 @@ from bizon_core.config import Pipeline, load_pipeline
 from bizon_core.errors import BizonError
 from bizon_core.secrets import install_log_redaction, mask, redact
 from bizon_core.sync.runner import RunProgress, RunResult, run_stream
+from bizon_dagster.logs import forward_project_logs
 from bizon_dagster.state import RESUME_TAG, DagsterStateStore, success_metadata
 from bizon_dagster.translator import BizonStream, BizonTranslator
 
 #: Seconds between two progress lines in the run logs.
 PROGRESS_INTERVAL = 10.0
-#: Default seconds between two checkpoints (observations) of a stream.
+#: Default seconds between two intermediate checkpoints (observations) of a stream.
 CHECKPOINT_INTERVAL = 5.0
 
 
@@ -48,8 +49,9 @@ def bizon_assets(
     cursor is kept in the metadata of its asset's materializations, and read back from
     the Dagster instance by the next run. The op runs in the concurrency pool
     `bizon_<pipeline>` and retries failed syncs (they resume from their checkpoints) as
-    `retries:` in the YAML says. A checkpoint is recorded at most every
-    `checkpoint_interval` seconds (0: after every durable destination flush). Example::
+    `retries:` in the YAML says. An intermediate checkpoint is recorded at most every
+    `checkpoint_interval` seconds (0: after every durable destination flush); the one
+    after a source failure and the one before the commit always are. Example::
 
         from bizon_dagster import bizon_assets
         import dagster as dg
@@ -112,6 +114,7 @@ def sync_streams(
     """Sync every selected stream; one `MaterializeResult` each, then fail if any failed.
 
     A run tagged `bizon/resume: "false"` discards the streams' checkpoints and starts over.
+    The project's log lines go to the run's event log meanwhile (see `forward_project_logs`).
     """
     install_log_redaction()
     # Only the first attempt starts over: its retries resume from its own checkpoints.
@@ -119,30 +122,28 @@ def sync_streams(
         context.retry_number == 0 and (context.run.tags.get(RESUME_TAG) or "").lower() == "false"
     )
     failed: list[str] = []
-    for stream, key in keys.items():
-        if key not in context.selected_asset_keys:
-            continue
-        store = DagsterStateStore(context, key, checkpoint_interval)
-        if start_over:
-            store.discard_checkpoint()
-        try:
-            result = run_stream(
-                pipeline,
-                stream,
-                store,
-                resume=not start_over,
-                on_progress=_ProgressLog(context),
-            )
-        except BizonError as exc:
-            message = redact(str(exc))
-            context.log.error(f"{stream}: sync failed, its cursor is unchanged: {message}")
-            failed.append(f"{stream}: {message}")
-            continue
-        context.log.info(
-            f"{stream}: {result.records:,} records in {result.pages:,} pages, "
-            f"{result.duration_seconds:.1f}s ({result.records_per_second:,.0f} records/s)"
-        )
-        yield MaterializeResult(asset_key=key, metadata=result_metadata(result))
+    with forward_project_logs(context):
+        for stream, key in keys.items():
+            if key not in context.selected_asset_keys:
+                continue
+            store = DagsterStateStore(context, key, checkpoint_interval)
+            if start_over:
+                store.discard_checkpoint()
+            try:
+                result = run_stream(
+                    pipeline,
+                    stream,
+                    store,
+                    resume=not start_over,
+                    on_progress=_ProgressLog(context),
+                )
+            except BizonError as exc:
+                message = redact(str(exc))
+                context.log.error(f"{stream}: sync failed, its cursor is unchanged: {message}")
+                failed.append(f"{stream}: {message}")
+                continue
+            context.log.info(_summary(result))
+            yield MaterializeResult(asset_key=key, metadata=result_metadata(result))
     if failed:
         # `from None`: the chained exceptions may quote URLs or values the message masks.
         raise Failure(
@@ -169,6 +170,9 @@ def result_metadata(result: RunResult) -> dict[str, Any]:
     }
     if result.resumed_from is not None:
         metadata["bizon/resumed_after_records"] = result.resumed_from.records
+        metadata["bizon/attempt_records"] = result.attempt_records
+    if result.max_cursor is not None:
+        metadata["bizon/max_cursor"] = result.max_cursor
     if "table_name" in destination:
         metadata["dagster/table_name"] = destination.pop("table_name")
     if "columns" in destination:
@@ -181,8 +185,24 @@ def result_metadata(result: RunResult) -> dict[str, Any]:
     return metadata
 
 
+def _summary(result: RunResult) -> str:
+    """The run log line of a synced stream: the run's totals, and this attempt's rate."""
+    attempt = (
+        f" ({result.attempt_records:,} in this attempt, resumed after "
+        f"{result.resumed_from.records:,})"
+        if result.resumed_from is not None
+        else ""
+    )
+    return (
+        f"{result.key.stream}: {result.records:,} records in {result.pages:,} pages{attempt}, "
+        f"{result.duration_seconds:.1f}s ({result.records_per_second:,.0f} records/s)"
+        + (f", max cursor {result.max_cursor}" if result.max_cursor else "")
+    )
+
+
 class _ProgressLog:
-    """Progress of a stream in the run logs, every `PROGRESS_INTERVAL` seconds."""
+    """Progress of a stream in the run logs, every `PROGRESS_INTERVAL` seconds; the time
+    left only when the source's count is what the run fetches (a full fetch)."""
 
     def __init__(self, context: AssetExecutionContext):
         self.context = context
@@ -194,8 +214,11 @@ class _ProgressLog:
             return
         self.last = now
         eta = progress.eta_seconds
+        attempt = (
+            f" ({progress.attempt_records:,} in this attempt)" if progress.resumed_records else ""
+        )
         self.context.log.info(
-            f"{progress.key.stream}: {progress.pages:,} pages, {progress.records:,} records, "
-            f"{progress.records_per_second:,.0f} records/s"
+            f"{progress.key.stream}: {progress.pages:,} pages, {progress.records:,} records"
+            f"{attempt}, {progress.records_per_second:,.0f} records/s"
             + (f", about {eta:,.0f}s left" if eta is not None else "")
         )

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
 from enum import StrEnum
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bizon_core.source.auth.config import AuthConfig
 
@@ -45,8 +48,29 @@ class SourceConfig(BaseModel):
     cursor_field: str | None = Field(
         default=None, description="Field that tells when a record changed, e.g. `updated_at`."
     )
+    lookback: timedelta | None = Field(
+        default=None,
+        description=(
+            "How far before the last run an incremental run fetches too, for clock skew "
+            "between the API and this machine: a number and a unit, `30s`, `10m`, `2h`, `1d`."
+        ),
+    )
     authentication: AuthConfig | None = None
     page_size: int = Field(
         default=100, ge=1, description="Records per page, where the API takes it."
     )
     http: HttpConfig = Field(default_factory=HttpConfig)
+
+    @field_validator("lookback", mode="before")
+    @classmethod
+    def _parse_lookback(cls, value: Any) -> timedelta | None:
+        if value is None or isinstance(value, timedelta):
+            return value
+        match = _DURATION.fullmatch(value.strip()) if isinstance(value, str) else None
+        if match is None:
+            raise ValueError("expected a duration such as 30s, 10m, 2h or 1d")
+        return timedelta(seconds=int(match[1]) * _SECONDS_PER_UNIT[match[2]])
+
+
+_DURATION = re.compile(r"(\d+)([smhd])")
+_SECONDS_PER_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}

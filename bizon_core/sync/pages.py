@@ -36,17 +36,19 @@ def iterate_pages(
 ) -> Iterator[Page]:
     """Yield pages from `fetch(pagination)` until it returns `next_pagination == {}`.
 
-    A `next_pagination` already seen in this run raises `PaginationLoopError`; any error of
-    the source is raised as a `SourceError` naming `label` and the page.
+    A `next_pagination` already seen in this run raises `PaginationLoopError` before the
+    page that returned it is yielded: that page is never written, so no checkpoint can
+    point back at a page already written. Any error of the source is raised as a
+    `SourceError` naming `label` and the page.
     """
     pagination = start or None
     seen = {_pagination_key(pagination)} if pagination else set()
     number = first_number
     while True:
         iteration = _fetch_one(fetch, pagination, label, number)
-        yield Page(number, iteration)
         next_pagination = iteration.next_pagination
         if not next_pagination:
+            yield Page(number, iteration)
             return
         key = _pagination_key(next_pagination)
         if key in seen:
@@ -55,6 +57,7 @@ def iterate_pages(
                 "already fetched; the source's pagination loops"
             )
         seen.add(key)
+        yield Page(number, iteration)
         pagination = next_pagination
         number += 1
 

@@ -5,10 +5,13 @@ Order of a run, and what a crash at each step leaves behind:
 
 1. read the last success (incremental) and a resume point (a failed run's checkpoint);
 2. for each page: `destination.write` -> when it reports pages durable, `store.checkpoint`
-   with the pagination after the last of them (a crash here resumes from the previous
-   checkpoint: the destination rolls back to it);
-3. `destination.commit()` (a crash before it leaves readers' data as it was);
-4. `store.commit()` - only now does the cursor move.
+   with the pagination after the last of them, at most every `store.checkpoint_interval`
+   seconds (a crash here resumes from the previous checkpoint: the destination rolls back
+   to it); after a source failure, a checkpoint of every page written, always;
+3. `destination.flush()`, then a checkpoint with `pagination == {}`, always;
+4. `destination.commit()` (a crash before it leaves readers' data as it was; a crash
+   after it resumes from step 3's checkpoint, and the destination commits nothing twice);
+5. `store.commit()` - only now does the cursor move.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from bizon_core.destination.destination import AbstractDestination, DurableUpTo,
 from bizon_core.errors import BizonError, DestinationError, SourceError
 from bizon_core.secrets import redact
 from bizon_core.source.config import SourceSyncModes
+from bizon_core.source.incremental import HighestCursor
 from bizon_core.source.models import SourceIncrementalState
 from bizon_core.source.source import AbstractSource
 from bizon_core.sync.memory import PagedCollection
@@ -40,19 +44,32 @@ class RunProgress:
     """Where a running stream is; passed to the progress callback after every page."""
 
     key: StreamKey
+    #: Pages and records of the whole run, earlier attempts included.
     pages: int = 0
     records: int = 0
+    #: Monotonic start of this attempt.
     started: float = field(default_factory=time.monotonic)
+    #: The records the stream will hold: known only for a full fetch, when the source's
+    #: count of the collection is what the run fetches.
     total_records: int | None = None
+    #: Records written by the earlier attempts this one resumed.
+    resumed_records: int = 0
 
     @property
     def elapsed(self) -> float:
+        """Seconds since this attempt started."""
         return time.monotonic() - self.started
 
     @property
+    def attempt_records(self) -> int:
+        """Records written by this attempt."""
+        return self.records - self.resumed_records
+
+    @property
     def records_per_second(self) -> float:
+        """This attempt's records over this attempt's time."""
         elapsed = self.elapsed
-        return self.records / elapsed if elapsed > 0 else 0.0
+        return self.attempt_records / elapsed if elapsed > 0 else 0.0
 
     @property
     def eta_seconds(self) -> float | None:
@@ -88,8 +105,20 @@ class RunResult:
         return self.run.sync_mode
 
     @property
+    def attempt_records(self) -> int:
+        """Records written by the attempt that committed (`records` less those resumed)."""
+        return self.records - (self.resumed_from.records if self.resumed_from else 0)
+
+    @property
     def records_per_second(self) -> float:
-        return self.records / self.duration_seconds if self.duration_seconds > 0 else 0.0
+        """This attempt's records over this attempt's `duration_seconds`."""
+        duration = self.duration_seconds
+        return self.attempt_records / duration if duration > 0 else 0.0
+
+    @property
+    def max_cursor(self) -> str | None:
+        """The highest `cursor_field` value fetched (ISO-8601, UTC), if tracked."""
+        return self.run.state.get("max_cursor")
 
 
 ProgressCallback = Callable[[RunProgress], None]
@@ -138,13 +167,23 @@ class _StreamRun:
         self.on_progress = on_progress
         self.source_config = pipeline.source_configs[stream]
         self.label = f"source '{key.source}' stream '{stream}'"
+        self._highest = HighestCursor(self.source_config.cursor_field, self.label)
         self._writes = 0
         #: Pages written in the background, not yet durable (see `DurableUpTo`).
         self._pending: list[_Written] = []
         self._last: _Written | None = None
+        self._checkpoint_interval: float = getattr(store, "checkpoint_interval", 0.0)
+        self._last_checkpoint: float | None = None  # monotonic time of the last one
 
     def run(self, resume: bool) -> RunResult:
         mode = self._effective_mode()
+        if mode is SourceSyncModes.INCREMENTAL and self.source_config.cursor_field is None:
+            logger.warning(
+                "%s: incremental without source.cursor_field: a source that filters records "
+                "itself cannot tell which changed, and no highest cursor value is recorded; "
+                "set cursor_field (e.g. updated_at)",
+                self.label,
+            )
         checkpoint = self.store.resume_point(self.key) if resume else None
         if checkpoint is not None and checkpoint.sync_mode != mode:
             logger.info("%s: ignoring a checkpoint of a %s run", self.label, checkpoint.sync_mode)
@@ -163,9 +202,13 @@ class _StreamRun:
                 started_at=started_at,
             )
             destination = self._make_destination(context)
-            progress = RunProgress(self.key, total_records=self._total(source))
+            # The count is the collection's: it tells how far a full fetch is, not an
+            # incremental one.
+            total = self._total(source) if fetched_after is None else None
+            progress = RunProgress(self.key, total_records=total)
             if checkpoint is not None:
                 progress.pages, progress.records = checkpoint.pages, checkpoint.records
+                progress.resumed_records = checkpoint.records
                 logger.info(
                     "%s: resuming run %s after %d records from %s",
                     self.label,
@@ -184,6 +227,8 @@ class _StreamRun:
             records=progress.records,
             pages=progress.pages,
             cursor_field=self.source_config.cursor_field,
+            # After a resume, of the pages this attempt fetched: never above the truth.
+            state=self._highest.state(),
         )
         self.store.commit(self.key, run)
         return RunResult(
@@ -264,6 +309,7 @@ class _StreamRun:
     ) -> None:
         """Write one page; record a checkpoint when the destination says pages are durable."""
         marker = self._guard(destination.write, page.iteration.records)
+        self._highest.update(page.iteration.records)
         progress.pages += 1
         progress.records += len(page.iteration.records)
         self._writes += 1
@@ -277,7 +323,7 @@ class _StreamRun:
             written, marker = (covered[-1], marker.marker) if covered else (written, None)
         elif marker is not None:  # every page so far
             self._pending.clear()
-        if marker is not None and written.pagination:
+        if marker is not None and written.pagination and self._checkpoint_due():
             self._checkpoint(written, marker, context, fetched_after)
         if self.on_progress is not None:
             self.on_progress(progress)
@@ -307,6 +353,12 @@ class _StreamRun:
         if marker is not None:
             self._checkpoint(self._last, marker, context, fetched_after)
 
+    def _checkpoint_due(self) -> bool:
+        """Whether an intermediate checkpoint is to be recorded: the first one of the
+        attempt always, then at most one per `checkpoint_interval` seconds."""
+        last = self._last_checkpoint
+        return last is None or time.monotonic() - last >= self._checkpoint_interval
+
     def _checkpoint(
         self,
         written: _Written,
@@ -315,6 +367,7 @@ class _StreamRun:
         fetched_after: datetime | None,
     ) -> None:
         """Record where to resume: after `written`; its `pagination == {}`: after every page."""
+        self._last_checkpoint = time.monotonic()
         self.store.checkpoint(
             self.key,
             Checkpoint(
@@ -351,10 +404,21 @@ class _StreamRun:
         if last is None:
             logger.info("%s: no previous successful run; fetching everything", self.label)
             return None
+        lookback = self.source_config.lookback
+        if not lookback:
+            logger.info(
+                "%s: fetching records changed after %s", self.label, last.started_at.isoformat()
+            )
+            return last.started_at
+        after = last.started_at - lookback
         logger.info(
-            "%s: fetching records changed after %s", self.label, last.started_at.isoformat()
+            "%s: fetching records changed after %s (the last run, %s, less the lookback %s)",
+            self.label,
+            after.isoformat(),
+            last.started_at.isoformat(),
+            lookback,
         )
-        return last.started_at
+        return after
 
     def _make_source(self) -> AbstractSource:
         try:

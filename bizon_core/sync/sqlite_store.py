@@ -58,6 +58,9 @@ def default_state_path() -> Path:
 class SqliteStateStore:
     """Runs and checkpoints in a SQLite file; a lock file per stream keeps runs apart."""
 
+    #: A local insert is cheap: every durable flush is a checkpoint.
+    checkpoint_interval = 0.0
+
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path) if path is not None else default_state_path()
         try:

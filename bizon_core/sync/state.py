@@ -62,6 +62,11 @@ class SuccessfulRun:
 class StateStore(Protocol):
     """What the runner needs from a state store."""
 
+    #: Seconds the store wants between two intermediate checkpoints (0: every one). The
+    #: runner never throttles the checkpoint after a source failure nor the one before
+    #: the commit: those are the resume points that matter. Optional, 0 when absent.
+    checkpoint_interval: float
+
     def last_success(self, key: StreamKey) -> SuccessfulRun | None:
         """The latest committed run of the stream, or None."""
 

@@ -271,3 +271,29 @@ def test_a_source_failure_checkpoints_the_pages_written_before_it(server, write_
     ]
     assert store.resume_point(KEY).records == 20
     assert store.last_success(KEY) is None
+
+
+class SparseStore(RecordingStore):
+    """A store that wants intermediate checkpoints at most once an hour."""
+
+    checkpoint_interval = 3600.0
+
+
+def test_a_throttled_store_still_gets_the_failure_and_the_pre_commit_checkpoints(
+    server, write_pipeline, tmp_path, output
+):
+    store = SparseStore(tmp_path / "state.db")
+    destination = {"name": "file", "config": {"path": str(output), "flush_every": 5}}
+    failing = {"base_url": server.url, "page_size": 5, "fail_on_page": 4}
+    with pytest.raises(SourceError, match="boom on page 4"):
+        run_stream(load_pipeline(write_pipeline(failing, destination)), "users", store)
+    # The first intermediate checkpoint, then (pages 2 and 3 throttled) the failure's.
+    assert [c.records for c in store.recorded] == [5, 15]
+
+    store.recorded.clear()
+    fixed = load_pipeline(write_pipeline({"base_url": server.url, "page_size": 5}, destination))
+    result = run_stream(fixed, "users", store)
+    assert result.resumed_from.records == 15
+    # After page 4, then the one before the commit (pagination {}), page 5's throttled.
+    assert [(c.records, bool(c.pagination)) for c in store.recorded] == [(20, True), (25, False)]
+    assert read_ids(output) == [str(i) for i in range(1, 26)]
