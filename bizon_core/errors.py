@@ -58,9 +58,9 @@ class HttpError(SourceError, requests.HTTPError):
         self,
         message: str,
         *,
-        status: int,
-        method: str,
-        url: str,
+        status: int = 0,
+        method: str = "",
+        url: str = "",
         response: requests.Response | None = None,
     ) -> None:
         requests.HTTPError.__init__(self, message, response=response)

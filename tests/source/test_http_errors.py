@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import textwrap
 from pathlib import Path
 
@@ -76,6 +77,8 @@ def test_an_error_answer_raises_with_status_method_and_masked_url(scripted) -> N
     assert isinstance(error, SourceError) and isinstance(error, requests.HTTPError)
     assert error.response.status_code == 401 and error.response.json() == body
     assert len(scripted.requests) == 1
+    copy = pickle.loads(pickle.dumps(error))  # e.g. across a process boundary
+    assert (str(copy), copy.status, copy.url) == (message, 401, error.url)
 
 
 def test_an_html_error_page_is_not_quoted(scripted) -> None:
