@@ -6,6 +6,8 @@ source, stream or record concerned and never contains a secret.
 
 from __future__ import annotations
 
+import requests
+
 
 class BizonError(Exception):
     """Base class of every error raised by bizon."""
@@ -42,3 +44,36 @@ class DestinationError(BizonError):
 
 class StateError(BizonError):
     """The state store cannot be read or written, or a stream is already running."""
+
+
+class HttpError(SourceError, requests.HTTPError):
+    """An HTTP answer of status 400 or more, once `self.session`'s retries are spent.
+
+    Also a `requests.HTTPError`, so `except requests.HTTPError` keeps working; the
+    message holds the method, the URL without query or credentials, the status and a
+    short excerpt of a JSON or text body, all redacted.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 0,
+        method: str = "",
+        url: str = "",
+        response: requests.Response | None = None,
+    ) -> None:
+        requests.HTTPError.__init__(self, message, response=response)
+        self.status = status
+        self.method = method
+        self.url = url
+
+    def within(self, where: str) -> HttpError:
+        """The same error, its message prefixed with `where` (the stream and page)."""
+        return HttpError(
+            f"{where}: {self}",
+            status=self.status,
+            method=self.method,
+            url=self.url,
+            response=self.response,
+        )

@@ -12,7 +12,7 @@ import orjson
 import requests
 from pydantic import ValidationError
 
-from bizon_core.errors import BizonError, PaginationLoopError, RecordError, SourceError
+from bizon_core.errors import BizonError, HttpError, PaginationLoopError, RecordError, SourceError
 from bizon_core.secrets import redact
 from bizon_core.source.models import SourceIteration
 
@@ -118,6 +118,8 @@ def _fetch_one(
     where = f"{label}: page {number}"
     try:
         iteration = fetch(pagination)
+    except HttpError as exc:
+        raise exc.within(where) from exc
     except BizonError:
         raise
     except ValidationError as exc:

@@ -25,6 +25,11 @@ Endpoints, for a collection `c` (records in id order, `updated_after` keeps the 
     POST /oauth/token  (form: client_credentials or refresh_token grant)
                        {"access_token", "expires_in", "token_type", "refresh_token"}
 
+Faults: `server.inject(Fault(...))` scripts the next misbehaviours (`times=None`: for good);
+`server.inject_random(RandomFaults(transient_faults(), rate=0.2, seed=1))` answers about one
+request in five with a 5xx, a 429, a reset, a truncated body (reproducibly, for a seed);
+`server.fired` lists the faults fired.
+
 The benchmark server runs in its own process and serves pre-encoded pages
 `GET /bench?page=N` -> `{"items": [...], "next_page": N + 1 | null}`::
 
@@ -42,6 +47,7 @@ import bisect
 import contextlib
 import functools
 import math
+import random
 import secrets
 import signal
 import socket
@@ -219,7 +225,7 @@ class FakeApi:
             records[index] = record
 
 
-FaultKind = Literal["status", "reset", "non_json", "delay"]
+FaultKind = Literal["status", "reset", "non_json", "delay", "truncate"]
 _FAULT_KINDS = get_args(FaultKind)
 _HTML_BODY = (
     "<html><head><title>Maintenance</title></head><body><h1>Be right back</h1></body></html>"
@@ -234,10 +240,13 @@ class Fault:
       text; default `{"error": "<reason>"}`): `Fault(status=429, headers={"Retry-After": "1"})`;
     - `reset`: close the connection without answering (the client sees a reset);
     - `non_json`: answer 200 with `Content-Type: text/html` and an HTML page (`body` if a str);
-    - `delay`: wait `seconds`, then answer normally.
+    - `delay`: wait `seconds`, then answer normally (past the client's timeout: a slow API);
+    - `truncate`: answer normally but send half the body of a longer `Content-Length`, then
+      close the connection (the client sees the body cut short).
 
     Faults are consumed in the order injected: a request is matched against the first pending
-    fault whose `path` it starts with, which fires on the `nth` such request (1 = the next).
+    fault whose `path` it starts with, which fires on the `nth` such request (1 = the next)
+    and on the following ones, `times` in all (None: forever, a permanent fault).
     """
 
     kind: FaultKind = "status"
@@ -247,6 +256,7 @@ class Fault:
     seconds: float = 0.0
     path: str | None = None
     nth: int = 1
+    times: int | None = 1
     _seen: int = field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -254,6 +264,43 @@ class Fault:
             raise ValueError(f"unknown fault kind {self.kind!r}, expected one of {_FAULT_KINDS}")
         if self.nth < 1:
             raise ValueError("nth counts from 1")
+        if self.times is not None and self.times < 1:
+            raise ValueError("times is at least 1, or None for a permanent fault")
+
+
+def transient_faults(
+    *, slow_seconds: float | None = None, retry_after: int = 1
+) -> tuple[Fault, ...]:
+    """What an unreliable API does now and then: 500, 502, 503, 429 with `Retry-After`,
+    a reset connection, a truncated body and, given `slow_seconds`, a slow answer."""
+    faults = (
+        Fault(status=500),
+        Fault(status=502),
+        Fault(status=503),
+        Fault(status=429, headers={"Retry-After": str(retry_after)}),
+        Fault("reset"),
+        Fault("truncate"),
+    )
+    return faults if slow_seconds is None else (*faults, Fault("delay", seconds=slow_seconds))
+
+
+@dataclass(frozen=True)
+class RandomFaults:
+    """Each request matching `path` (a prefix, or any) misbehaves with probability `rate`,
+    as one of `faults` (their `path`, `nth` and `times` do not apply), drawn from a
+    generator seeded with `seed`: the same requests in the same order get the same faults.
+    """
+
+    faults: tuple[Fault, ...] = field(default_factory=transient_faults)
+    rate: float = 0.2
+    seed: int = 0
+    path: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.rate <= 1:
+            raise ValueError("rate is a probability, from 0 to 1")
+        if not self.faults:
+            raise ValueError("faults: give at least one")
 
 
 @dataclass(frozen=True)
@@ -321,6 +368,11 @@ class _LocalServer(ThreadingHTTPServer):
         for connection in connections:
             with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up (a timeout, a reset) is no error of the server: quiet."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
     def _opened(self, connection: socket.socket) -> None:
         with self._connections_lock:
@@ -483,7 +535,9 @@ class _ApiHandler(_QuietHandler):
             status, payload = self._route(url.path, query, body)
         except _ApiError as error:
             status, payload = error.status, {"error": str(error)}
-        self._send_payload(status, payload, {})
+        self._send_payload(
+            status, payload, {}, truncate=fault is not None and fault.kind == "truncate"
+        )
 
     def _route(self, path: str, query: dict[str, str], body: bytes) -> tuple[int, Any]:
         server = self.server
@@ -511,16 +565,28 @@ class _ApiHandler(_QuietHandler):
             raise _ApiError(400, f"invalid updated_after {updated_after!r}") from None
         return 200, endpoint(records, query, f"{server.url}{path}")
 
-    def _send_payload(self, status: int, payload: Any, headers: dict[str, str]) -> None:
+    def _send_payload(
+        self, status: int, payload: Any, headers: dict[str, str], *, truncate: bool = False
+    ) -> None:
         """A str as text, anything else as JSON (None: `{"error": "<reason>"}`)."""
         if isinstance(payload, str):
-            self._send(status, payload.encode(), "text/plain; charset=utf-8", headers)
-            return
-        if payload is None:
-            payload = {"error": HTTPStatus(status).phrase.lower()}
-        self._send(status, orjson.dumps(payload), "application/json", headers)
+            body, content_type = payload.encode(), "text/plain; charset=utf-8"
+        else:
+            if payload is None:
+                payload = {"error": HTTPStatus(status).phrase.lower()}
+            body, content_type = orjson.dumps(payload), "application/json"
+        self._send(status, body, content_type, headers, truncate=truncate)
 
-    def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str]) -> None:
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str,
+        headers: dict[str, str],
+        *,
+        truncate: bool = False,
+    ) -> None:
+        """Answer; `truncate` sends half of `body` and closes the connection."""
         self.send_response(status)
         if not any(name.lower() == "content-type" for name in headers):
             self.send_header("Content-Type", content_type)
@@ -528,6 +594,9 @@ class _ApiHandler(_QuietHandler):
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        if truncate:
+            self.close_connection = True
+            body = body[: len(body) // 2]
         self.wfile.write(body)
 
     def _reset(self) -> None:
@@ -572,6 +641,9 @@ class FakeApiServer(_LocalServer):
         self.token_expires_in = token_expires_in
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
+        self._random: RandomFaults | None = None
+        self._rng = random.Random()
+        self._fired: list[tuple[str, Fault]] = []
         self._requests: list[RecordedRequest] = []
         self._tokens: dict[str, float] = {}  # access token -> expiry (time.monotonic)
         self._issued: list[str] = []
@@ -600,10 +672,22 @@ class FakeApiServer(_LocalServer):
         with self._lock:
             return list(self._faults)
 
+    @property
+    def fired(self) -> list[tuple[str, Fault]]:
+        """`(path, fault)` of every fault fired so far, injected or random, oldest first."""
+        with self._lock:
+            return list(self._fired)
+
     def inject(self, *faults: Fault) -> None:
         """Queue faults for the next matching requests (see `Fault`)."""
         with self._lock:
             self._faults.extend(faults)
+
+    def inject_random(self, faults: RandomFaults | None) -> None:
+        """Misbehave at random from now on (None: stop); injected faults fire first."""
+        with self._lock:
+            self._random = faults
+            self._rng = random.Random(faults.seed if faults else None)
 
     def expire_tokens(self) -> None:
         """Make every access token issued so far expired (the next use gets 401)."""
@@ -616,12 +700,28 @@ class FakeApiServer(_LocalServer):
 
     def _take_fault(self, path: str) -> Fault | None:
         with self._lock:
-            for index, fault in enumerate(self._faults):
-                if fault.path is None or path.startswith(fault.path):
-                    fault._seen += 1
-                    if fault._seen < fault.nth:
-                        return None
-                    return self._faults.pop(index)
+            fault = self._scripted_fault(path) or self._random_fault(path)
+            if fault is not None:
+                self._fired.append((path, fault))
+            return fault
+
+    def _random_fault(self, path: str) -> Fault | None:
+        """A fault drawn by the random mode, if on (the lock is held)."""
+        chance = self._random
+        if chance is None or (chance.path is not None and not path.startswith(chance.path)):
+            return None
+        return self._rng.choice(chance.faults) if self._rng.random() < chance.rate else None
+
+    def _scripted_fault(self, path: str) -> Fault | None:
+        """The injected fault for this request, if any (the lock is held)."""
+        for index, fault in enumerate(self._faults):
+            if fault.path is None or path.startswith(fault.path):
+                fault._seen += 1
+                if fault._seen < fault.nth:
+                    return None
+                if fault.times is not None and fault._seen - fault.nth + 1 >= fault.times:
+                    del self._faults[index]
+                return fault
         return None
 
     def _authorized(self, headers: Any) -> bool:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import socket
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,7 +13,7 @@ import requests
 from pydantic import ValidationError
 from requests.auth import AuthBase
 
-from bizon_core.errors import ConfigError, SourceError
+from bizon_core.errors import ConfigError, HttpError, SourceError
 from bizon_core.secrets import redact
 from bizon_core.source.auth.authenticators.basic import BasicHttpAuth, BasicHttpAuthParams
 from bizon_core.source.auth.authenticators.cookies import CookiesAuth, CookiesAuthParams
@@ -21,8 +23,10 @@ from bizon_core.source.auth.builder import AuthBuilder
 from bizon_core.source.auth.config import AuthConfig, AuthType
 from bizon_core.source.config import HttpConfig, SourceConfig
 from bizon_core.source.session import build_session
+from bizon_core.testing import FakeApi, FakeApiServer, Fault
 
-FAST = HttpConfig(backoff_factor=0.01, max_backoff=0.05)
+FAST_BACKOFF = {"backoff_factor": 0.01, "max_backoff": 0.05}
+FAST = HttpConfig(**FAST_BACKOFF)
 CLIENT_SECRET = "client-secret-0001"
 REFRESH_TOKEN = "refresh-token-0001"
 
@@ -215,16 +219,24 @@ def test_oauth_refreshes_once_on_a_401_and_resends(scripted) -> None:
     assert len(scripted.received("/token")) == 2
 
 
-def test_oauth_a_second_401_is_returned_as_is(scripted) -> None:
+@pytest.mark.parametrize("raise_for_status", [True, False])
+def test_oauth_a_second_401_is_not_refreshed_again(scripted, raise_for_status: bool) -> None:
     scripted.add("/token", 200, {"access_token": "old-2"}).add(
         "/token", 200, {"access_token": "new-2"}
     )
     scripted.add("/data", 401, {"error": "no"}).add("/data", 401, {"error": "still no"})
     scripted.add("/data", 200)
-    response = get(scripted, AuthBuilder.oauth2(oauth_params(scripted)))
+    auth = AuthBuilder.oauth2(oauth_params(scripted))
+    if raise_for_status:
+        with pytest.raises(HttpError, match=r"/data: HTTP 401 Unauthorized$") as raised:
+            get(scripted, auth)
+        response = raised.value.response
+    else:
+        response = get(scripted, auth, raise_for_status=False)
     assert response.status_code == 401 and response.json() == {"error": "still no"}
     assert bearers(scripted) == ["Bearer old-2", "Bearer new-2"]
     assert len(scripted.received("/token")) == 2
+    assert "new-2" not in str(response.headers)
 
 
 @pytest.mark.parametrize(
@@ -251,20 +263,55 @@ def test_oauth_token_endpoint_failure(scripted, status, body, expected: str) -> 
     assert not scripted.received("/data")
 
 
-def test_oauth_token_endpoint_unreachable(scripted) -> None:
-    scripted.add("/token", drop=True)
-    auth = AuthBuilder.oauth2(oauth_params(scripted))
-    session = build_session(auth=auth, settings=HttpConfig(max_retries=0))
-    with pytest.raises(SourceError, match=r"/token failed: ConnectionError$"):
-        session.get(f"{scripted.url}/data")
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        (Fault(status=503), "failed with HTTP 503"),
+        (Fault(status=500), "failed with HTTP 500"),
+        (Fault(kind="reset"), "failed: ConnectionError"),
+    ],
+)
+def test_oauth_a_refresh_token_grant_is_not_replayed(fault: Fault, expected: str) -> None:
+    """The server may have spent (rotated) the refresh token: sending it again would fail
+    or, worse, be taken as a replay. At the shipped defaults, retries on."""
+    api = FakeApi({"users": []})
+    with FakeApiServer(api, require_oauth=True, refresh_token=REFRESH_TOKEN) as server:
+        server.inject(replace(fault, path="/oauth/token"))
+        params = Oauth2AuthParams(
+            token_refresh_endpoint=f"{server.url}/oauth/token",
+            client_id=server.client_id,
+            client_secret=server.client_secret,
+            refresh_token=REFRESH_TOKEN,
+        )
+        session = build_session(auth=AuthBuilder.oauth2(params))
+        with pytest.raises(SourceError, match=rf"/oauth/token {expected}") as raised:
+            session.get(f"{server.url}/count/users")
+        assert [r.path for r in server.requests] == ["/oauth/token"]
+        assert server.tokens_issued == 0 and server.pending_faults == []
+        assert REFRESH_TOKEN not in str(raised.value)
+        # The next request (the next attempt of the run) asks again, and gets through.
+        assert session.get(f"{server.url}/count/users").json() == {"count": 0}
+        assert [r.path for r in server.requests].count("/oauth/token") == 2
 
 
-def test_oauth_token_requests_go_through_the_session_retries(scripted) -> None:
-    scripted.add("/token", 503).add("/token", 200, {"access_token": "after-503"})
-    scripted.add("/data", 200)
-    get(scripted, AuthBuilder.oauth2(oauth_params(scripted)))
-    assert len(scripted.received("/token")) == 2
-    assert bearers(scripted) == ["Bearer after-503"]
+def test_oauth_a_token_request_that_could_not_be_sent_is_retried(caplog) -> None:
+    with socket.socket() as closed:  # nobody listens: the request never left this machine
+        closed.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{closed.getsockname()[1]}/token"
+        auth = AuthBuilder.oauth2(
+            Oauth2AuthParams(
+                token_refresh_endpoint=endpoint,
+                client_id="c",
+                client_secret=CLIENT_SECRET,
+                refresh_token=REFRESH_TOKEN,
+            )
+        )
+        session = build_session(auth=auth, settings=HttpConfig(max_retries=2, **FAST_BACKOFF))
+        with pytest.raises(SourceError, match=r"/token failed: ConnectionError$"):
+            session.get(f"{endpoint}/data")
+    retries = [r.getMessage() for r in caplog.records if r.name == "bizon_core.source.session"]
+    assert [m.split("; ")[1].split(" in ")[0] for m in retries] == ["retry 1 of 2", "retry 2 of 2"]
+    assert all(m.startswith(f"POST {endpoint}: NewConnectionError") for m in retries)
 
 
 def test_oauth_without_a_session_uses_plain_requests(scripted) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import threading
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 import requests
 from pydantic import BaseModel, ConfigDict, model_validator
@@ -14,6 +14,9 @@ from requests.cookies import extract_cookies_to_jar
 
 from bizon_core.errors import SourceError
 from bizon_core.secrets import Secret, redact, register_secret
+
+if TYPE_CHECKING:
+    from bizon_core.source.session import BizonSession
 
 # Used when the authenticator is not bound to a bizon session, which has its own timeout.
 TOKEN_REQUEST_TIMEOUT = 30.0
@@ -51,12 +54,13 @@ class Oauth2Authenticator(AuthBase):
 
     The token is fetched when missing or expiring within `refresh_before_expiry_seconds`,
     and once more when a request gets a 401, which is then sent again; a second 401 is
-    returned as is. Safe to share between threads. Token requests go through the session
-    given to `bind_session` (so they get its adapters, timeout and retries), else plain
-    `requests`.
+    returned as is (the session then raises `HttpError`). Safe to share between threads.
+    Token requests go through the bizon session given to `bind_session` (its adapters and
+    timeout; being POSTs, they are retried only when they could not be sent at all, never
+    after the server may have processed them), else plain `requests`.
     """
 
-    def __init__(self, params: Oauth2AuthParams, session: requests.Session | None = None):
+    def __init__(self, params: Oauth2AuthParams, session: BizonSession | None = None):
         self.params = params
         self._session = session
         self._lock = threading.Lock()
@@ -64,7 +68,7 @@ class Oauth2Authenticator(AuthBase):
         self._refresh_token = params.refresh_token
         self._expires_at = _aware(params.token_expiry_date)
 
-    def bind_session(self, session: requests.Session) -> None:
+    def bind_session(self, session: BizonSession) -> None:
         """Send token requests through `session` from now on."""
         self._session = session
 
@@ -126,8 +130,11 @@ class Oauth2Authenticator(AuthBase):
             if self._session is None:
                 response = requests.post(endpoint, data=form, timeout=TOKEN_REQUEST_TIMEOUT)
             else:
-                # The session's own auth is this authenticator: the token request must not use it.
-                response = self._session.post(endpoint, data=form, auth=_no_auth)
+                # The session's own auth is this authenticator: the token request must not use
+                # it. A POST is not retried once sent: a refresh token may be single-use.
+                response = self._session.post(
+                    endpoint, data=form, auth=_no_auth, raise_for_status=False
+                )
         except requests.RequestException as error:
             raise SourceError(
                 redact(f"OAuth2 token request to {endpoint} failed: {type(error).__name__}")

@@ -51,7 +51,9 @@ class DummySource(AbstractSource):
         return session
 
     def check_connection(self) -> tuple[bool, str | None]:
-        response = self.session.get(f"{BASE_URL}/v1/{self.config.stream}/count")
+        response = self.session.get(
+            f"{BASE_URL}/v1/{self.config.stream}/count", raise_for_status=False
+        )
         if response.ok:
             return True, None
         return False, f"{response.status_code} {response.json().get('error')}"
