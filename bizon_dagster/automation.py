@@ -33,10 +33,13 @@ class AssetJob(Protocol):
 
 
 def run_retry_tags(pipeline: Pipeline) -> dict[str, str]:
-    """Tags asking Dagster to rerun a failed run from its failed steps (needs run retries on)."""
+    """Tags asking Dagster to rerun a failed run from its failed steps (needs run retries on).
+
+    Retries off is an explicit 0, so an instance's default `max_retries` does not apply.
+    """
     retries = pipeline.config.retries
     if not retries.enabled or retries.max_retries == 0:
-        return {}
+        return {"dagster/max_retries": "0"}
     return {
         "dagster/max_retries": str(retries.max_retries),
         "dagster/retry_strategy": "FROM_FAILURE",

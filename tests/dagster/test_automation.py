@@ -36,7 +36,7 @@ def test_run_retries_are_tagged_on_the_job(make_pipeline):
     job = pipeline_job(pipeline, bizon_assets(pipeline))
     assert job.tags == {"dagster/max_retries": "4", "dagster/retry_strategy": "FROM_FAILURE"}
     off = make_pipeline(name="no_retries", retries={"enabled": False})
-    assert pipeline_job(off, bizon_assets(off)).tags == {}
+    assert pipeline_job(off, bizon_assets(off)).tags == {"dagster/max_retries": "0"}
 
 
 def users_sensor(pipeline: Pipeline) -> dg.SensorDefinition:
