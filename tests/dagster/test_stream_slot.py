@@ -116,10 +116,14 @@ def test_a_killed_materialize_does_not_block_the_rerun(
     (run,) = shared_instance.get_runs()
     assert run.status == dg.DagsterRunStatus.STARTED  # nothing will ever end it
     assert [run_id for run_id, _ in claims(shared_instance)] == [run.run_id]
+    assert shared_instance.get_latest_materialization_event(USERS) is None
 
     rerun = materialize_process(pipelines)
     # Refused, the rerun would retry for minutes at the default policy, then fail.
     assert rerun.wait(timeout=120) == 0
+    (second,) = [r for r in shared_instance.get_runs() if r.run_id != run.run_id]
+    retried = dg.DagsterEventType.STEP_UP_FOR_RETRY
+    assert shared_instance.all_logs(second.run_id, of_type=retried) == []  # first attempt
     assert sorted(user_ids(tmp_path), key=int) == [str(i) for i in range(1, 26)]
     assert claims(shared_instance) == [] and pending(shared_instance) == []
 
