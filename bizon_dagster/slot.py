@@ -113,9 +113,16 @@ def _stat(pid: int) -> tuple[str, str] | None:
 
 @contextmanager
 def stream_slot(
-    instance: DagsterInstance, slot: str, run_id: str, asset_key: AssetKey
+    instance: DagsterInstance,
+    slot: str,
+    run_id: str,
+    asset_key: AssetKey,
+    log: logging.Logger = logger,
 ) -> Iterator[None]:
-    """Hold the stream's slot while the block runs; StateError naming the holder if it is taken."""
+    """Hold the stream's slot while the block runs; StateError naming the holder if it is taken.
+
+    A stale holder freed is reported on `log` (the run's `context.log` shows it in the UI).
+    """
     storage = instance.event_log_storage
     if not storage.supports_global_concurrency_limits:
         yield  # the pipeline's concurrency pool is then the only guard
@@ -123,14 +130,14 @@ def stream_slot(
     if storage.get_concurrency_info(slot).slot_count != 1:
         storage.set_concurrency_slots(slot, 1)
     me = Holder.this_process(run_id, asset_key)
-    _acquire(instance, slot, me)
+    _acquire(instance, slot, me, log)
     try:
         yield
     finally:
         storage.free_concurrency_slot_for_step(run_id, me.step_key)
 
 
-def _acquire(instance: DagsterInstance, slot: str, me: Holder) -> None:
+def _acquire(instance: DagsterInstance, slot: str, me: Holder, log: logging.Logger) -> None:
     storage = instance.event_log_storage
     if storage.claim_concurrency_slot(slot, me.run_id, me.step_key).is_claimed:
         return
@@ -140,9 +147,7 @@ def _acquire(instance: DagsterInstance, slot: str, me: Holder) -> None:
         if reason is None:
             live.append(holder)
             continue
-        logger.warning(
-            "freeing slot %s held by Dagster run %s: %s", slot, holder.describe(), reason
-        )
+        log.warning(f"freeing slot {slot} held by Dagster run {holder.describe()}: {reason}")
         storage.free_concurrency_slot_for_step(holder.run_id, holder.step_key)
     # Once more even without a stale holder: the holder may have just finished.
     if storage.claim_concurrency_slot(slot, me.run_id, me.step_key).is_claimed:

@@ -107,7 +107,10 @@ class DagsterStateStore:
 
     @contextmanager
     def lock(self, key: StreamKey) -> Iterator[None]:
-        with stream_slot(self.instance, f"bizon/{key}", self.context.run.run_id, self.asset_key):
+        slot = f"bizon/{key}"
+        with stream_slot(
+            self.instance, slot, self.context.run.run_id, self.asset_key, self.context.log
+        ):
             yield
 
     def checkpoint(self, key: StreamKey, checkpoint: Checkpoint) -> None:

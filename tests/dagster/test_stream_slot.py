@@ -185,8 +185,14 @@ def test_a_holder_whose_process_is_gone_is_freed_though_its_run_shows_started(
     child.kill()
     child.wait()
     hold(instance, gone.run_id, gone_key)
-    assert dg.materialize([assets], instance=instance).success
+    rerun = dg.materialize([assets], instance=instance)
+    assert rerun.success
     assert claims(instance) == [] and pending(instance) == []
+    logged = [entry.user_message for entry in instance.all_logs(rerun.run_id)]
+    assert any(
+        f"held by Dagster run {gone.run_id} (pid {child.pid}" in line and "is gone" in line
+        for line in logged
+    )  # in the run's event log, so the UI shows which run held the slot
 
 
 def test_a_pid_now_used_by_another_process_does_not_hold(make_pipeline, instance):
