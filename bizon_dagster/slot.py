@@ -184,6 +184,8 @@ def _refusal(slot: str, live: list[Holder]) -> str:
     if not live:
         return message
     holder = live[0]
+    if holder.pid is not None and holder.host == socket.gethostname():
+        return f"{message}, {holder.describe()}, which is still running; rerun once it ends"
     return (
         f"{message}, {holder.describe()}; if that run is dead, terminate it in the Dagster UI "
         f"(Runs > {holder.run_id} > Terminate, force termination) and rerun"

@@ -144,7 +144,7 @@ def test_the_loser_of_two_overlapping_runs_refuses_and_later_runs_succeed(
     assert not loser.success
     message = failure_message(loser)
     assert "stream paged_sync/paged/users is already being synced by another Dagster run" in message
-    assert f"{holder_run.run_id} (pid " in message and "Terminate" in message
+    assert f"{holder_run.run_id} (pid " in message and "which is still running" in message
     assert loser.run_id not in {run_id for run_id, _ in pending(shared_instance)}
 
     assert holder.wait(timeout=120) == 0  # the live holder kept its slot and finished
@@ -171,6 +171,20 @@ def test_a_live_holder_is_never_freed(make_pipeline, instance):
     assert claims(instance) == [(here.run_id, alive.step_key)]
     assert set(pending(instance)) == {(here.run_id, alive.step_key), (elsewhere.run_id, remote)}
     assert instance.get_latest_materialization_event(USERS) is None
+
+
+def test_a_holder_on_another_host_is_kept_and_the_refusal_says_how_to_clear_it(
+    make_pipeline, instance
+):
+    assets = bizon_assets(make_pipeline(source={"streams": ["users"]}))
+    elsewhere = started_run(instance)
+    remote = f"bizon:paged/users [{socket.gethostname()}-other pid 1 start 1]"
+    hold(instance, elsewhere.run_id, remote)
+    blocked = dg.materialize([assets], instance=instance, raise_on_error=False)
+    message = failure_message(blocked)
+    assert f"{elsewhere.run_id} (pid 1 on {socket.gethostname()}-other); " in message
+    assert f"terminate it in the Dagster UI (Runs > {elsewhere.run_id} > Terminate" in message
+    assert claims(instance) == [(elsewhere.run_id, remote)]
 
 
 def test_a_holder_whose_process_is_gone_is_freed_though_its_run_shows_started(
