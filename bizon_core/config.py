@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bizon_core.cron import check_cron, check_timezone
 from bizon_core.destination.config import DestinationConfig
 from bizon_core.destination.destination import AbstractDestination
 from bizon_core.discovery import ConnectorInfo, ConnectorKind, get_connector, load_connector_class
@@ -83,6 +84,9 @@ class ScheduleConfig(BaseModel):
 
     cron: str = Field(description="A cron expression, e.g. `0 * * * *`.")
     timezone: str = Field(default="UTC", description="An IANA time zone, e.g. `Europe/Paris`.")
+
+    _check_cron = field_validator("cron")(check_cron)
+    _check_timezone = field_validator("timezone")(check_timezone)
 
 
 class RetriesConfig(BaseModel):

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import logging
+from typing import Protocol
 
-import orjson
 from dagster import (
     AssetKey,
     AssetsDefinition,
@@ -19,27 +18,35 @@ from dagster import (
     define_asset_job,
     sensor,
 )
-from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from bizon_core.config import Pipeline
-from bizon_core.secrets import redact
 from bizon_dagster.assets import op_name
+from bizon_dagster.probe import SensorCursor, probe_stream
+from bizon_dagster.state import read_success
 
-logger = logging.getLogger(__name__)
+
+class AssetJob(Protocol):
+    """What `define_asset_job` returns (Dagster does not export its class): a job by name."""
+
+    @property
+    def name(self) -> str: ...
 
 
 def run_retry_tags(pipeline: Pipeline) -> dict[str, str]:
-    """Tags asking Dagster to rerun a failed run from its failed steps (needs run retries on)."""
+    """Tags asking Dagster to rerun a failed run from its failed steps (needs run retries on).
+
+    Retries off is an explicit 0, so an instance's default `max_retries` does not apply.
+    """
     retries = pipeline.config.retries
     if not retries.enabled or retries.max_retries == 0:
-        return {}
+        return {"dagster/max_retries": "0"}
     return {
         "dagster/max_retries": str(retries.max_retries),
         "dagster/retry_strategy": "FROM_FAILURE",
     }
 
 
-def pipeline_job(pipeline: Pipeline, assets: AssetsDefinition) -> UnresolvedAssetJobDefinition:
+def pipeline_job(pipeline: Pipeline, assets: AssetsDefinition) -> AssetJob:
     """A job that syncs every stream of the pipeline."""
     return define_asset_job(
         name=f"{op_name(pipeline)}_job",
@@ -49,9 +56,7 @@ def pipeline_job(pipeline: Pipeline, assets: AssetsDefinition) -> UnresolvedAsse
     )
 
 
-def pipeline_schedule(
-    pipeline: Pipeline, job: UnresolvedAssetJobDefinition
-) -> ScheduleDefinition | None:
+def pipeline_schedule(pipeline: Pipeline, job: AssetJob) -> ScheduleDefinition | None:
     """The schedule of `schedule:` in the YAML, running from the start; None without one."""
     schedule = pipeline.config.schedule
     if schedule is None:
@@ -67,13 +72,17 @@ def pipeline_schedule(
 
 
 def new_data_sensor(
-    pipeline: Pipeline, keys: dict[str, AssetKey], job: UnresolvedAssetJobDefinition
+    pipeline: Pipeline, keys: dict[str, AssetKey], job: AssetJob
 ) -> SensorDefinition | None:
-    """A sensor that probes each stream and requests a sync of the streams whose probe changed.
+    """A sensor requesting a sync of each stream whose source has new data (see `probe`).
 
-    The probe is the source's `probe()` (its record count by default). The sensor's cursor
-    keeps the last value seen per stream; the run key is the stream and its new value, so
-    no change is ever requested twice. The first evaluation only records the values.
+    An incremental stream already synced asks its source for the first page changed since
+    the latest materialization's `last_run`: records there request a run keyed by that
+    `last_run`, so a pending change is requested once until a sync moves the cursor.
+    Other streams compare the source's `probe()` answer (its record count by default) with
+    the one kept in the sensor's cursor; each change requests a run under a key of its
+    own, even when an answer comes back to one seen before. The first evaluation of a
+    probe only records its answer.
     """
     if not pipeline.config.sensor.enabled:
         return None
@@ -85,42 +94,25 @@ def new_data_sensor(
         default_status=DefaultSensorStatus.STOPPED,
         description=f"Syncs streams of pipeline {pipeline.name} when their source has new data.",
     )
-    def _sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
-        previous: dict[str, str] = orjson.loads(context.cursor) if context.cursor else {}
-        current = dict(previous)
+    def _sensor(context: SensorEvaluationContext) -> SensorResult:
+        cursor = SensorCursor.load(context.cursor)
         requests, problems = [], []
-        for stream in pipeline.streams:
-            value = _probe(pipeline, stream, problems)
-            if value is None:
-                continue
-            current[stream] = value
-            if stream in previous and previous[stream] != value:
+        for stream, key in keys.items():
+            found = probe_stream(pipeline, stream, read_success(context.instance, key))
+            if found.problem is not None:
+                problems.append(found.problem)
+            change = found.change or cursor.observe(stream, found.value)
+            if change is not None:
                 requests.append(
                     RunRequest(
-                        run_key=f"{pipeline.name}:{stream}:{value}",
-                        asset_selection=[keys[stream]],
+                        run_key=f"{pipeline.name}:{stream}:{change}",
+                        asset_selection=[key],
                         tags={**run_retry_tags(pipeline), "bizon/trigger": "new_data"},
                     )
                 )
-        cursor = orjson.dumps(current, option=orjson.OPT_SORT_KEYS).decode()
         if not requests:
             reason = "; ".join(problems) or "no stream has new data"
-            return SensorResult(skip_reason=SkipReason(reason), cursor=cursor)
-        return SensorResult(run_requests=requests, cursor=cursor)
+            return SensorResult(skip_reason=SkipReason(reason), cursor=cursor.dump())
+        return SensorResult(run_requests=requests, cursor=cursor.dump())
 
     return _sensor
-
-
-def _probe(pipeline: Pipeline, stream: str, problems: list[str]) -> str | None:
-    source = pipeline.source_class(pipeline.source_configs[stream])
-    try:
-        value = source.probe()
-    except Exception as exc:  # a failed probe skips this evaluation, it does not fail the sensor
-        problems.append(redact(f"{stream}: probe failed: {type(exc).__name__}: {exc}"))
-        return None
-    finally:
-        source.close()
-    if value is None:
-        problems.append(f"{stream}: the source has no probe (get_total_records_count is None)")
-        return None
-    return str(value)

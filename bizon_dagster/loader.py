@@ -38,14 +38,21 @@ def build_definitions(
     """Assets, jobs, schedules and sensors for every pipeline YAML in `directory`.
 
     A config that does not load raises `ConfigError` naming its file and field; two
-    pipelines giving one asset key raise naming both files (set `asset_key_prefix`).
+    pipelines with one name, or giving one asset key, raise naming both files.
     """
     directory = Path(directory) if directory is not None else default_pipelines_dir()
     translator = translator or BizonTranslator()
     assets, jobs, schedules, sensors = [], [], [], []
     owners: dict[AssetKey, Path] = {}
+    names: dict[str, Path] = {}
     for path in pipeline_files(directory):
         pipeline = load_pipeline(path)
+        if pipeline.name in names:
+            raise ConfigError(
+                f"{path}: name: pipeline {pipeline.name} is also defined by "
+                f"{names[pipeline.name]}; pipeline names must be unique"
+            )
+        names[pipeline.name] = path
         keys = {stream: spec.key for stream, spec in stream_specs(pipeline, translator).items()}
         for key in keys.values():
             if key in owners:

@@ -2,7 +2,7 @@
 
 - the cursor is the metadata of the asset's latest materialization (`bizon/last_run`, ...);
 - checkpoints are `AssetObservation`s logged after each durable destination flush;
-- two runs of one stream are kept apart by a concurrency slot on the instance.
+- two runs of one stream are kept apart by a concurrency slot on the instance (`slot`).
 
 Nothing is stored anywhere else, so any deployment whose instance storage is shared
 (SQLite for `dagster dev`, PostgreSQL in production) shares the state.
@@ -10,7 +10,6 @@ Nothing is stored anywhere else, so any deployment whose instance storage is sha
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -21,7 +20,6 @@ from dagster import (
     AssetKey,
     AssetObservation,
     DagsterInstance,
-    DagsterRunStatus,
     MetadataValue,
 )
 
@@ -29,8 +27,7 @@ from bizon_core.errors import StateError
 from bizon_core.secrets import seal, unseal
 from bizon_core.source.config import SourceSyncModes
 from bizon_core.sync.state import Checkpoint, StreamKey, SuccessfulRun
-
-logger = logging.getLogger(__name__)
+from bizon_dagster.slot import stream_slot
 
 LAST_RUN = "bizon/last_run"
 CHECKPOINT = "bizon/checkpoint"
@@ -38,7 +35,6 @@ CHECKPOINT = "bizon/checkpoint"
 DISCARDED = "bizon/checkpoint_discarded"
 #: The run tag that, set to `false`, makes a run start over instead of resuming.
 RESUME_TAG = "bizon/resume"
-_FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 
 
 def success_metadata(run: SuccessfulRun) -> dict[str, Any]:
@@ -122,21 +118,11 @@ class DagsterStateStore:
 
     @contextmanager
     def lock(self, key: StreamKey) -> Iterator[None]:
-        storage = self.instance.event_log_storage
-        if not storage.supports_global_concurrency_limits:
-            yield  # the pipeline's concurrency pool is then the only guard
-            return
         slot = f"bizon/{key}"
-        if storage.get_concurrency_info(slot).slot_count != 1:
-            storage.set_concurrency_slots(slot, 1)
-        step_key = f"bizon:{self.asset_key.to_user_string()}"
-        run_id = self.context.run_id
-        if not self._claim(slot, run_id, step_key):
-            raise StateError(f"stream {key} is already being synced by another Dagster run")
-        try:
+        with stream_slot(
+            self.instance, slot, self.context.run.run_id, self.asset_key, self.context.log
+        ):
             yield
-        finally:
-            storage.free_concurrency_slot_for_step(run_id, step_key)
 
     def checkpoint(self, key: StreamKey, checkpoint: Checkpoint) -> None:
         data = {
@@ -177,23 +163,6 @@ class DagsterStateStore:
                 metadata={DISCARDED: MetadataValue.text(f"by run {self.context.run.run_id}")},
             )
         )
-
-    def _claim(self, slot: str, run_id: str, step_key: str) -> bool:
-        storage = self.instance.event_log_storage
-        if storage.claim_concurrency_slot(slot, run_id, step_key).is_claimed:
-            return True
-        # A holder whose run has ended (killed before it could free its slot) is stale.
-        for holder_run_id in _slot_holders(storage, slot):
-            run = self.instance.get_run_by_id(holder_run_id)
-            if holder_run_id != run_id and (run is None or run.status in _FINISHED):
-                logger.warning("freeing %s, held by finished run %s", slot, holder_run_id)
-                storage.free_concurrency_slots_for_run(holder_run_id)
-        return storage.claim_concurrency_slot(slot, run_id, step_key).is_claimed
-
-
-def _slot_holders(storage: Any, slot: str) -> list[str]:
-    info = storage.get_concurrency_info(slot)
-    return [claimed.run_id for claimed in info.claimed_slots]
 
 
 def _value(metadata: dict[str, Any], key: str, default: Any = None) -> Any:
