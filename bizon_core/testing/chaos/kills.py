@@ -49,18 +49,22 @@ class Kill:
 
 
 def plan_kills(
-    rng: random.Random, pages: int, expected_seconds: float | None, twice: float = 0.25
+    rng: random.Random,
+    pages: int,
+    expected_seconds: float | None,
+    twice: float = 0.25,
+    phases: tuple[str, ...] = PHASES,
 ) -> list[Kill]:
-    """One kill, or two in a row (probability `twice`), each at a random phase.
+    """One kill, or two in a row (probability `twice`), each at a random one of `phases`.
 
     `pages`: how many pages the run fetches; `expected_seconds`: how long a clean run took,
     None when unknown (then no `random` kill: it could land after the end).
     """
     count = 2 if rng.random() < twice else 1
-    phases = [p for p in PHASES if p != "random" or expected_seconds]
+    allowed = [p for p in phases if p != "random" or expected_seconds] or ["fetch"]
     kills = []
     for _ in range(count):
-        phase = rng.choice(phases)
+        phase = rng.choice(allowed)
         if phase == "random":
             kills.append(Kill(phase, delay=rng.uniform(0, expected_seconds or 0)))
         elif phase == "fetch":

@@ -134,6 +134,7 @@ class SyncProcess:
             if watch and self.on_line is not None:
                 self.on_line(line)
             if watch and self.refused is None and any(s in line for s in self.refuse_on):
-                self.refused = line.strip()[:300]
+                # A Dagster log line ends with its message after the last " - ".
+                self.refused = line.strip().rsplit(" - ", 1)[-1][:300]
                 self._stop.set()
         stream.close()

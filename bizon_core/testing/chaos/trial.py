@@ -24,7 +24,7 @@ import yaml
 
 from bizon_core.sync.state import StreamKey
 from bizon_core.testing.chaos.inject import SITE_DIR
-from bizon_core.testing.chaos.kills import INSIDE, KILL_ENV, Kill, plan_kills
+from bizon_core.testing.chaos.kills import INSIDE, KILL_ENV, PHASES, Kill, plan_kills
 from bizon_core.testing.chaos.pages import Collection, GenerationsServer, PageHook
 from bizon_core.testing.chaos.paths import CliPath, DagsterPath, Snapshot
 from bizon_core.testing.chaos.process import KILLED, Outcome, SyncProcess
@@ -51,8 +51,9 @@ class TrialConfig:
     #: Incremental: share of the records given a new version, and of new ids, in generation 1.
     changed: float = 0.5
     new: float = 0.1
-    #: Probability that a leg is killed twice in a row.
+    #: Probability that a leg is killed twice in a row, and the phases its kills land in.
     twice: float = 0.25
+    phases: tuple[str, ...] = PHASES
     #: Seconds one sync may take before the harness kills it and records a timeout.
     timeout: float = 300.0
 
@@ -175,7 +176,7 @@ class Trial:
     def _leg(self, leg: int, expected: Rows) -> None:
         pages = len(self.collection.pages(leg))
         estimate = self.durations.get((self.config.path, self.config.mode, str(leg)))
-        kills = plan_kills(self.rng, pages, estimate, self.config.twice)
+        kills = plan_kills(self.rng, pages, estimate, self.config.twice, self.config.phases)
         self.result.kills.append(" > ".join(str(k) for k in kills))
         before = self._snapshot()
         for kill in kills:
