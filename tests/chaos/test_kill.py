@@ -14,11 +14,10 @@ import pytest
 from bizon_core.testing.chaos import Trial, TrialConfig, failure_lines
 from bizon_core.testing.chaos.targets import DESTINATIONS
 
-#: (mode, phases, probability of two kills in a row): mid-run, in the commit, twice.
+#: (mode, phases, probability of two kills in a row): twice in a row mid-run, in the commit.
 CLI_TRIALS = {
-    "mid_run": ("full_refresh", ("random", "fetch", "write"), 0.0),
+    "mid_run_twice": ("full_refresh", ("random", "fetch", "write"), 1.0),
     "commit": ("incremental", ("commit", "after_commit"), 0.0),
-    "twice": ("incremental", ("random", "fetch", "write", "commit", "after_commit"), 1.0),
 }
 DAGSTER_MODES = {"file": "incremental", "duckdb": "full_refresh", "postgres": "incremental"}
 
