@@ -55,8 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.randrange(1_000_000)
     print(f"chaos: seed {seed}, {args.records:,} records, kill phases: {', '.join(PHASES)}")
-    base = TrialConfig("file", "cli", "full_refresh", args.records, "", args.page_size)
-    base = TrialConfig(**{**base.__dict__, "timeout": args.timeout})
+    base = TrialConfig(
+        "file", "cli", "full_refresh", args.records, "", args.page_size, timeout=args.timeout
+    )
     configs = trial_configs(base, args.destinations, args.paths, args.modes, args.trials, seed)
     started = time.monotonic()
     with ExitStack() as stack:
