@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 EXAMPLE ?= connectors/sources/dummy/config/dummy.example.yml
 
-.PHONY: setup run test lint format bench dagster postgres clean
+.PHONY: setup run test lint format bench chaos dagster postgres clean
 
 setup: $(VENV)/.installed
 
@@ -33,6 +33,12 @@ postgres:
 test: lint postgres
 	DAGSTER_HOME= $(BIN)/dagster definitions validate -w workspace.yaml
 	$(BIN)/python -m pytest -q || [ $$? -eq 5 ]
+
+# kill -9 trials (20 per destination and path: 10 per mode) and overlapping runs; a table.
+CHAOS_RECORDS ?= 300000
+chaos: setup postgres
+	$(BIN)/python -m bizon_core.testing.chaos --trials 10 --records $(CHAOS_RECORDS) \
+		--destinations file,duckdb,postgres --paths cli,dagster --modes full_refresh,incremental
 
 dagster: setup
 	$(BIN)/dagster dev -w workspace.yaml
