@@ -1,12 +1,15 @@
 """A stream's concurrency slot: one Dagster run syncs a stream at a time, a dead one blocks nothing.
 
 The slot `bizon/<pipeline>/<source>/<stream>` (limit 1) lives in the instance's storage.
-Its claim's step key names the process holding it — `bizon:<asset> [<host> pid <pid> start
-<start>]` — so a later run can tell a live holder from a dead one:
+Its claim's step key names the process holding it and that process's parent (the run
+worker, under Dagster's multiprocess executor) — `bizon:<asset> [<host> pid <pid> start
+<start> parent <ppid> start <start>]` — so a later run can tell a live holder from a dead one:
 
 - a holder whose run is finished (or deleted) is stale;
 - a holder on this host whose process is gone (no such pid, a zombie, or a pid reused by
   a process started at another time) is stale, even though its run still shows STARTED;
+  when its parent is gone too, nothing will ever end that run, so it is reported failed
+  (as Dagster's run monitoring does for a dead run worker);
 - a holder on another host is taken as alive: the refusal names its run and says how to
   mark it failed. A live holder is never freed.
 
@@ -32,7 +35,8 @@ from bizon_core.errors import StateError
 logger = logging.getLogger(__name__)
 
 _STEP_KEY = re.compile(
-    r"^bizon:(?P<asset>.*) \[(?P<host>\S+) pid (?P<pid>\d+) start (?P<start>\S+)\]$"
+    r"^bizon:(?P<asset>.*) \[(?P<host>\S+) pid (?P<pid>\d+) start (?P<start>\S+)"
+    r"(?: parent (?P<ppid>\d+) start (?P<pstart>\S+))?\]$"
 )
 
 
@@ -45,6 +49,8 @@ class Holder:
     host: str | None = None
     pid: int | None = None
     start: str | None = None
+    parent_pid: int | None = None
+    parent_start: str | None = None
 
     @classmethod
     def parse(cls, run_id: str, step_key: str) -> Holder:
@@ -52,28 +58,48 @@ class Holder:
         match = _STEP_KEY.match(step_key or "")
         if match is None:
             return cls(run_id, step_key)
-        start = match["start"]
+        ppid = match["ppid"]
         return cls(
-            run_id, step_key, match["host"], int(match["pid"]), None if start == "-" else start
+            run_id,
+            step_key,
+            match["host"],
+            int(match["pid"]),
+            _known(match["start"]),
+            int(ppid) if ppid else None,
+            _known(match["pstart"]),
         )
 
     @classmethod
     def this_process(cls, run_id: str, asset_key: AssetKey) -> Holder:
         """The holder for a claim made by this process."""
-        host, pid = socket.gethostname(), os.getpid()
-        start = process_start(pid)
-        step_key = f"bizon:{asset_key.to_user_string()} [{host} pid {pid} start {start or '-'}]"
-        return cls(run_id, step_key, host, pid, start)
+        host, pid, ppid = socket.gethostname(), os.getpid(), os.getppid()
+        start, parent_start = process_start(pid), process_start(ppid)
+        step_key = (
+            f"bizon:{asset_key.to_user_string()} [{host} pid {pid} start {start or '-'}"
+            f" parent {ppid} start {parent_start or '-'}]"
+        )
+        return cls(run_id, step_key, host, pid, start, ppid, parent_start)
 
     def process_gone(self) -> bool:
         """Whether this holder's process is certainly gone (only knowable on its own host)."""
-        if self.pid is None or self.host != socket.gethostname():
+        return self._gone(self.pid, self.start)
+
+    def parent_gone(self) -> bool:
+        """Whether the holder's parent process (its run worker) is certainly gone."""
+        return self._gone(self.parent_pid, self.parent_start)
+
+    def _gone(self, pid: int | None, start: str | None) -> bool:
+        if pid is None or self.host != socket.gethostname():
             return False
-        return not process_alive(self.pid, self.start)
+        return not process_alive(pid, start)
 
     def describe(self) -> str:
         where = f" (pid {self.pid} on {self.host})" if self.pid is not None else ""
         return f"{self.run_id}{where}"
+
+
+def _known(start: str | None) -> str | None:
+    return None if start in (None, "-") else start
 
 
 def process_start(pid: int) -> str | None:
@@ -149,6 +175,7 @@ def _acquire(instance: DagsterInstance, slot: str, me: Holder, log: logging.Logg
             continue
         log.warning(f"freeing slot {slot} held by Dagster run {holder.describe()}: {reason}")
         storage.free_concurrency_slot_for_step(holder.run_id, holder.step_key)
+        _fail_orphaned_run(instance, holder, me)
     # Once more even without a stale holder: the holder may have just finished.
     if storage.claim_concurrency_slot(slot, me.run_id, me.step_key).is_claimed:
         return
@@ -177,6 +204,18 @@ def _stale_reason(instance: DagsterInstance, holder: Holder) -> str | None:
     if holder.process_gone():
         return f"its process is gone (the run still shows {run.status.value}; terminate it)"
     return None
+
+
+def _fail_orphaned_run(instance: DagsterInstance, holder: Holder, me: Holder) -> None:
+    """Mark the holder's run failed when its process and its run worker are both gone."""
+    run = instance.get_run_by_id(holder.run_id)
+    if run is None or run.is_finished or not (holder.process_gone() and holder.parent_gone()):
+        return
+    instance.report_run_failed(
+        run,
+        f"bizon: the run's processes (pid {holder.pid} and its run worker pid "
+        f"{holder.parent_pid} on {holder.host}) are gone; marked failed by run {me.run_id}",
+    )
 
 
 def _refusal(slot: str, live: list[Holder]) -> str:

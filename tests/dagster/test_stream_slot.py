@@ -126,6 +126,11 @@ def test_a_killed_materialize_does_not_block_the_rerun(
     assert shared_instance.all_logs(second.run_id, of_type=retried) == []  # first attempt
     assert sorted(user_ids(tmp_path), key=int) == [str(i) for i in range(1, 26)]
     assert claims(shared_instance) == [] and pending(shared_instance) == []
+    # Its step process and run worker are gone: the rerun marked the dead run failed.
+    dead = shared_instance.get_run_by_id(run.run_id)
+    assert dead.status == dg.DagsterRunStatus.FAILURE
+    failures = shared_instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+    assert f"marked failed by run {second.run_id}" in failures[-1].message
 
 
 def test_the_loser_of_two_overlapping_runs_refuses_and_later_runs_succeed(
@@ -202,6 +207,8 @@ def test_a_holder_whose_process_is_gone_is_freed_though_its_run_shows_started(
     rerun = dg.materialize([assets], instance=instance)
     assert rerun.success
     assert claims(instance) == [] and pending(instance) == []
+    # Its parent (this test's parent process) lives: the run is not declared dead.
+    assert instance.get_run_by_id(gone.run_id).status == dg.DagsterRunStatus.STARTED
     logged = [entry.user_message for entry in instance.all_logs(rerun.run_id)]
     assert any(
         f"held by Dagster run {gone.run_id} (pid {child.pid}" in line and "is gone" in line
