@@ -22,6 +22,7 @@ each part with the connector's own config class.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -214,13 +215,26 @@ def _validate(model: type[M], data: Any, prefix: tuple[str | int, ...]) -> M:
 
 
 def describe_validation_error(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> str:
-    """One line naming the first invalid field by its path; input values are never shown."""
+    """One line naming the first invalid field by its path; input values are never shown.
+
+    An unknown field is named before a missing one, since a misspelt key causes both
+    (`destinaton:` is unknown, so `destination` is missing): the line then suggests the
+    missing key it most resembles.
+    """
     errors = exc.errors(include_url=False, include_input=False)
-    first = errors[0]
+    first = min(errors, key=lambda error: error["type"] != "extra_forbidden")
     location = format_path((*prefix, *(p for p in first["loc"] if not _is_union_tag(p))))
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         message = "unknown field (check its spelling)"
+        missing = [
+            str(error["loc"][-1])
+            for error in errors
+            if error["type"] == "missing" and error["loc"][:-1] == first["loc"][:-1]
+        ]
+        close = difflib.get_close_matches(str(first["loc"][-1]), missing, n=1)
+        if close:
+            message = f"unknown field (did you mean '{close[0]}'?)"
     elif first["type"] == "missing":
         message = "required field is missing"
     more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
