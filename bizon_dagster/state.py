@@ -114,6 +114,7 @@ class DagsterStateStore:
                 datetime.fromisoformat(data["source_last_run"]) if data["source_last_run"] else None
             ),
             created_at=datetime.fromtimestamp(entry.timestamp, UTC),
+            state=data.get("state") or {},
         )
 
     @contextmanager
@@ -134,6 +135,7 @@ class DagsterStateStore:
             "records": checkpoint.records,
             "pages": checkpoint.pages,
             "destination": seal(checkpoint.destination),
+            "state": checkpoint.state,
             "source_last_run": (
                 checkpoint.source_last_run.isoformat() if checkpoint.source_last_run else None
             ),

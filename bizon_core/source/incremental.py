@@ -124,6 +124,12 @@ class HighestCursor:
             self.field, highest = None, None
         self.highest = highest
 
+    def resume(self, state: dict[str, Any]) -> None:
+        """Start from the highest value of the pages a resumed run already wrote."""
+        value = state.get("max_cursor")
+        if value is not None and self.field is not None:
+            self.highest = datetime.fromisoformat(value)
+
     def state(self) -> dict[str, Any]:
         """`{"max_cursor": <ISO-8601 in UTC>}`, or `{}` when nothing was tracked."""
         if self.highest is None:

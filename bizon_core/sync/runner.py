@@ -132,6 +132,7 @@ class _Written:
     pagination: dict[str, Any]  # where the next page starts
     pages: int
     records: int
+    state: dict[str, Any]  # the stream's state over the pages up to this one
 
 
 def run_stream(
@@ -209,6 +210,7 @@ class _StreamRun:
             if checkpoint is not None:
                 progress.pages, progress.records = checkpoint.pages, checkpoint.records
                 progress.resumed_records = checkpoint.records
+                self._highest.resume(checkpoint.state)
                 logger.info(
                     "%s: resuming run %s after %d records from %s",
                     self.label,
@@ -227,7 +229,6 @@ class _StreamRun:
             records=progress.records,
             pages=progress.pages,
             cursor_field=self.source_config.cursor_field,
-            # After a resume, of the pages this attempt fetched: never above the truth.
             state=self._highest.state(),
         )
         self.store.commit(self.key, run)
@@ -286,7 +287,9 @@ class _StreamRun:
                     collection.page_done()
             marker = self._guard(destination.flush)
             if marker is not None:
-                done = _Written(self._writes, {}, progress.pages, progress.records)
+                done = _Written(
+                    self._writes, {}, progress.pages, progress.records, self._highest.state()
+                )
                 self._checkpoint(done, marker, context, fetched_after)
             self._guard(destination.commit)
             success = True
@@ -313,7 +316,13 @@ class _StreamRun:
         progress.pages += 1
         progress.records += len(page.iteration.records)
         self._writes += 1
-        written = _Written(self._writes, page.next_pagination, progress.pages, progress.records)
+        written = _Written(
+            self._writes,
+            page.next_pagination,
+            progress.pages,
+            progress.records,
+            self._highest.state(),
+        )
         self._last = written
         if destination.writes_in_background:
             self._pending.append(written)
@@ -379,6 +388,7 @@ class _StreamRun:
                 pages=written.pages,
                 destination=marker,
                 source_last_run=fetched_after,
+                state=written.state,
             ),
         )
 

@@ -44,10 +44,13 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     records INTEGER NOT NULL,
     pages INTEGER NOT NULL,
     destination TEXT NOT NULL,
-    source_last_run TEXT
+    source_last_run TEXT,
+    state TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS checkpoints_by_stream ON checkpoints (stream_key, created_at);
 """
+#: Columns added since the first release, for state files written before them.
+_ADDED_COLUMNS = {"checkpoints": {"state": "TEXT NOT NULL DEFAULT '{}'"}}
 
 
 def default_state_path() -> Path:
@@ -67,6 +70,7 @@ class SqliteStateStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with closing(self._connect()) as db, db:
                 db.executescript(_SCHEMA)
+                _add_missing_columns(db)
         except (OSError, sqlite3.Error) as exc:
             raise StateError(f"state store {self.path}: {exc}") from exc
 
@@ -94,7 +98,7 @@ class SqliteStateStore:
         after = last.finished_at.isoformat() if last else ""
         row = self._one(
             "SELECT run_id, started_at, sync_mode, pagination, records, pages, destination,"
-            " source_last_run, created_at FROM checkpoints"
+            " source_last_run, created_at, state FROM checkpoints"
             " WHERE stream_key = ? AND created_at > ? ORDER BY created_at DESC LIMIT 1",
             (str(key), after),
         )
@@ -114,6 +118,7 @@ class SqliteStateStore:
             destination=destination,
             source_last_run=datetime.fromisoformat(row[7]) if row[7] else None,
             created_at=datetime.fromisoformat(row[8]),
+            state=orjson.loads(row[9]),
         )
 
     @contextmanager
@@ -134,8 +139,8 @@ class SqliteStateStore:
     def checkpoint(self, key: StreamKey, checkpoint: Checkpoint) -> None:
         self._execute(
             "INSERT INTO checkpoints (stream_key, run_id, created_at, started_at, sync_mode,"
-            " pagination, records, pages, destination, source_last_run)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " pagination, records, pages, destination, source_last_run, state)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 str(key),
                 checkpoint.run_id,
@@ -148,6 +153,7 @@ class SqliteStateStore:
                 checkpoint.pages,
                 orjson.dumps(seal(checkpoint.destination)).decode(),
                 checkpoint.source_last_run.isoformat() if checkpoint.source_last_run else None,
+                orjson.dumps(checkpoint.state).decode(),
             ),
         )
 
@@ -188,6 +194,14 @@ class SqliteStateStore:
                     db.execute(*cleanup)
         except sqlite3.Error as exc:
             raise StateError(f"state store {self.path}: {exc}") from exc
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    for table, columns in _ADDED_COLUMNS.items():
+        present = {row[1] for row in db.execute(f'PRAGMA table_info("{table}")')}
+        for name, declaration in columns.items():
+            if name not in present:
+                db.execute(f'ALTER TABLE "{table}" ADD COLUMN "{name}" {declaration}')
 
 
 def _now() -> str:

@@ -43,6 +43,8 @@ class Checkpoint:
     #: `last_run` the interrupted attempt was fetching after (incremental), to fetch the same.
     source_last_run: datetime | None = None
     created_at: datetime | None = None
+    #: The stream's state over the pages up to `pagination` (`{"max_cursor": ...}`).
+    state: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

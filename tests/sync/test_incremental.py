@@ -11,7 +11,7 @@ import pytest
 
 from bizon_core import cursor_instant, is_after, records_after
 from bizon_core.config import load_pipeline
-from bizon_core.errors import RecordError
+from bizon_core.errors import RecordError, SourceError
 from bizon_core.source.models import SourceIncrementalState, SourceRecord
 from bizon_core.sync.runner import run_stream
 from bizon_core.sync.sqlite_store import SqliteStateStore
@@ -121,6 +121,28 @@ def test_the_highest_cursor_of_a_full_fetch_is_recorded(server, api, write_pipel
     run_stream(pipeline, "users", store)
     highest = max(cursor_instant(r["updated_at"]) for r in api.records("users"))
     assert store.last_success(KEY).state["max_cursor"] == highest.isoformat()
+
+
+def test_the_highest_cursor_of_a_resumed_run_counts_the_pages_before_the_failure(
+    server, api, write_pipeline, store
+):
+    # Record 1, on the first page, is the latest: a resume after page 3 must not forget it.
+    latest = datetime(2030, 1, 1, tzinfo=UTC)
+    api.upsert("users", {"id": 1, "updated_at": latest.isoformat()})
+    source = {
+        "base_url": server.url,
+        "sync_mode": "incremental",
+        "cursor_field": "updated_at",
+        "page_size": 5,
+    }
+    failing = load_pipeline(write_pipeline({**source, "fail_on_page": 3}))
+    with pytest.raises(SourceError):
+        run_stream(failing, "users", store)
+    assert store.resume_point(KEY).state == {"max_cursor": latest.isoformat()}
+
+    resumed = run_stream(load_pipeline(write_pipeline(source)), "users", store)
+    assert resumed.resumed_from is not None and resumed.resumed_from.records > 0
+    assert resumed.max_cursor == latest.isoformat()
 
 
 def test_an_incremental_stream_without_cursor_field_warns_once(
