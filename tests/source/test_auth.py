@@ -294,6 +294,25 @@ def test_oauth_a_refresh_token_grant_is_not_replayed(fault: Fault, expected: str
         assert [r.path for r in server.requests].count("/oauth/token") == 2
 
 
+@pytest.mark.parametrize("fault", [Fault(status=503), Fault(kind="reset")])
+def test_oauth_a_client_credentials_grant_is_retried(fault: Fault) -> None:
+    """Asking again for client credentials spends nothing: that grant is retried, at the
+    shipped defaults, where a refresh token grant is not."""
+    api = FakeApi({"users": []})
+    with FakeApiServer(api, require_oauth=True) as server:
+        server.inject(replace(fault, path="/oauth/token"))
+        params = Oauth2AuthParams(
+            token_refresh_endpoint=f"{server.url}/oauth/token",
+            client_id=server.client_id,
+            client_secret=server.client_secret,
+            grant_type="client_credentials",
+        )
+        session = build_session(auth=AuthBuilder.oauth2(params))
+        assert session.get(f"{server.url}/count/users").json() == {"count": 0}
+        assert [r.path for r in server.requests] == ["/oauth/token", "/oauth/token", "/count/users"]
+        assert server.tokens_issued == 1 and server.pending_faults == []
+
+
 def test_oauth_a_token_request_that_could_not_be_sent_is_retried(caplog) -> None:
     with socket.socket() as closed:  # nobody listens: the request never left this machine
         closed.bind(("127.0.0.1", 0))

@@ -131,9 +131,14 @@ class Oauth2Authenticator(AuthBase):
                 response = requests.post(endpoint, data=form, timeout=TOKEN_REQUEST_TIMEOUT)
             else:
                 # The session's own auth is this authenticator: the token request must not use
-                # it. A POST is not retried once sent: a refresh token may be single-use.
+                # it. A refresh token may be single-use, so that grant is resent only when it
+                # could not be sent (None); asking again for client credentials spends nothing.
                 response = self._session.post(
-                    endpoint, data=form, auth=_no_auth, raise_for_status=False
+                    endpoint,
+                    data=form,
+                    auth=_no_auth,
+                    raise_for_status=False,
+                    retry=True if params.grant_type == "client_credentials" else None,
                 )
         except requests.RequestException as error:
             raise SourceError(
