@@ -40,6 +40,8 @@ from bizon_core.destination.sql import (
 from bizon_core.secrets import redact, register_secret
 from bizon_core.source.models import SourceRecord
 
+from .lock import LoadLock, application_name, bound_session
+
 NAME = "postgres"
 #: Staging-only column: the position of a row in its batch, so the last version of a
 #: record written twice in one batch is known without relying on physical order.
@@ -147,7 +149,7 @@ class PostgresDestination(StagedSqlDestination):
             raise self._error("the table name is one bizon uses for its own tables")
         self.stage = _derived_name(STAGE_PREFIX, self.table)
         self._conn: psycopg.Connection | None = None
-        self._locked = False
+        self._lock: LoadLock | None = None
         #: Columns of the staging table after the bookkeeping ones: name -> type, None
         #: while every value seen is null (the column is text until a value comes).
         self._stage_columns: dict[str, ColumnType | None] = {}
@@ -176,7 +178,7 @@ class PostgresDestination(StagedSqlDestination):
         with self._errors("cannot prepare the load"):
             if not self._schema_exists(self._conn):
                 raise self._error(self._missing_schema())
-            self._lock()
+            self._take_lock()
             self._ensure_loads_table()
             self._open_stage(resume)
 
@@ -194,13 +196,13 @@ class PostgresDestination(StagedSqlDestination):
         self._pending = []
         if conn is None:
             return
+        lock, self._lock = self._lock, None
         try:
-            if self._locked and not conn.closed:
-                conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (self.qualified,))
+            if lock is not None and not conn.closed:
+                lock.release()
         except psycopg.Error:
             pass  # closing the session releases the lock anyway
         finally:
-            self._locked = False
             conn.close()
 
     # Connection, lock, errors ---------------------------------------------------------
@@ -226,7 +228,8 @@ class PostgresDestination(StagedSqlDestination):
             "dbname": config.database,
             "user": config.user,
             "connect_timeout": config.connect_timeout,
-            "application_name": "bizon",
+            "application_name": application_name(),
+            "keepalives": 1,  # the client notices a vanished server too
         }
         if config.password is not None:
             params["password"] = config.password
@@ -235,18 +238,26 @@ class PostgresDestination(StagedSqlDestination):
         conn = psycopg.connect(autocommit=True, **params)
         try:
             conn.execute("SET TIME ZONE 'UTC'")  # naive timestamps are UTC
+            bound_session(conn)
         except BaseException:
             conn.close()
             raise
         return conn
 
-    def _lock(self) -> None:
-        granted = self._db.execute(
-            "SELECT pg_try_advisory_lock(hashtext(%s))", (self.qualified,)
-        ).fetchone()
-        if not granted or not granted[0]:
-            raise self._error(f"another load into table {self.qualified} is running")
-        self._locked = True
+    def _take_lock(self) -> None:
+        lock = LoadLock(self._db, self.qualified)
+        holder = lock.take()
+        if holder is not None and holder.is_gone():
+            raise self._error(
+                f"the load lock of table {self.qualified} is {holder.describe()}, a process "
+                f"that is gone, and the server has not ended that session; ask an administrator "
+                f"to run SELECT pg_terminate_backend({holder.backend})"
+            )
+        if holder is not None:
+            raise self._error(
+                f"another load into table {self.qualified} is running ({holder.describe()})"
+            )
+        self._lock = lock
 
     @property
     def _db(self) -> psycopg.Connection:
