@@ -27,7 +27,8 @@ class Database:
     name: str
     config: dict[str, Any]
     schema: str
-    execute: Callable[[str], None]
+    #: Rows of a statement run in the database (DuckDB: `main`; PostgreSQL: the schema).
+    query: Callable[[str], list[tuple]]
     tables: Callable[[], set[str]]
     columns: Callable[[str], dict[str, str]]
     #: How the catalog names the column of each type.
@@ -45,9 +46,10 @@ def database(request, tmp_path) -> Database:
     if request.param == "duckdb":
         path = str(tmp_path / "bizon.duckdb")
 
-        def execute(statement: str) -> None:
+        def query(statement: str) -> list[tuple]:
             with duckdb.connect(path) as con:
-                con.execute(statement)
+                result = con.execute(statement)
+                return result.fetchall() if result.description else []
 
         def tables() -> set[str]:
             with duckdb.connect(path) as con:
@@ -71,7 +73,7 @@ def database(request, tmp_path) -> Database:
             ColumnType.TEXT: "VARCHAR",
             ColumnType.JSON: "JSON",
         }
-        return Database("duckdb", {"path": path}, "main", execute, tables, columns, types)
+        return Database("duckdb", {"path": path}, "main", query, tables, columns, types)
     pg = request.getfixturevalue("pg")
     config = {**pg.config(), "password": pg.server.password}
     types = {
@@ -105,7 +107,7 @@ def test_a_resume_needs_this_runs_batches_in_staging(database):
         resume({"run_id": "another", "batch": 1})
     with pytest.raises(DestinationError, match=rf"{stage}: it does not hold this run's batches up"):
         resume({**marker, "batch": 2})
-    database.execute(f"DROP TABLE {database.schema}._bizon_stage_users")
+    database.query(f"DROP TABLE {database.schema}._bizon_stage_users")
     with pytest.raises(DestinationError, match=rf"{stage}: it is missing; run again without"):
         resume(marker)
     assert database.tables() == {"_bizon_loads"}  # no table was made of it
@@ -132,3 +134,19 @@ def test_both_databases_type_columns_as_the_shared_model(database):
     }
     loaded = database.columns("users")
     assert {field: loaded[field] for field in expected} == expected
+
+
+def test_a_field_named_like_a_bookkeeping_column_gets_a_column_of_its_own(database):
+    """Nothing is refused for its shape: `_bizon_id` as a field loads as `_bizon_id_1`."""
+    destination = database.destination("run1", batch_size=1)
+    destination.begin(None)
+    destination.write([SourceRecord(id="1", data={"_bizon_id": "mine", "_bizon_row": 7})])
+    destination.write([SourceRecord(id="2", data={"_bizon_id": "theirs", "_bizon_id_1": 2})])
+    destination.commit()
+    destination.finalize(True)
+    columns = database.columns("users")
+    assert list(columns)[4:] == ["_bizon_id_1", "_bizon_row_1", "_bizon_id_1_1"]
+    rows = database.query(
+        "SELECT _bizon_id, _bizon_id_1, _bizon_row_1, _bizon_id_1_1 FROM users ORDER BY 1"
+    )
+    assert rows == [("1", "mine", 7, None), ("2", "theirs", None, 2)]
