@@ -150,3 +150,34 @@ def test_a_field_named_like_a_bookkeeping_column_gets_a_column_of_its_own(databa
         "SELECT _bizon_id, _bizon_id_1, _bizon_row_1, _bizon_id_1_1 FROM users ORDER BY 1"
     )
     assert rows == [("1", "mine", 7, None), ("2", "theirs", None, 2)]
+
+
+@pytest.mark.parametrize("disposition", ["replace", "merge", "append"])
+def test_the_loads_table_counts_the_rows_each_commit_loaded(database, disposition):
+    """Record 1 is written twice: replace and merge keep its last version, append both."""
+    for run_id in ("run1", "run2"):
+        destination = database.destination(run_id, batch_size=2, write_disposition=disposition)
+        destination.begin(None)
+        destination.write([SourceRecord(id="1", data={"v": "a"}), SourceRecord(id="2", data={})])
+        destination.write([SourceRecord(id="1", data={"v": "b"}), SourceRecord(id="3", data={})])
+        destination.commit()
+        destination.finalize(True)
+    loaded = 4 if disposition == "append" else 3
+    assert database.query('SELECT run_id, "rows" FROM _bizon_loads ORDER BY 1') == [
+        ("run1", loaded),
+        ("run2", loaded),
+    ]
+    rows = database.query("SELECT _bizon_id, v FROM users ORDER BY 1, 2")
+    if disposition == "append":
+        assert rows == [
+            ("1", "a"),
+            ("1", "a"),
+            ("1", "b"),
+            ("1", "b"),
+            ("2", None),
+            ("2", None),
+            ("3", None),
+            ("3", None),
+        ]
+    else:
+        assert rows == [("1", "b"), ("2", None), ("3", None)]
