@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from bizon_core.discovery import ConnectorKind, get_connector, load_connector_class
+
 IDS = [str(i) for i in range(1, 26)]
 BIZON = Path(sys.executable).parent / "bizon"
 
@@ -106,6 +108,28 @@ def test_a_rerun_while_another_process_is_mid_load_is_refused_naming_it(
     assert "Traceback" not in out + err
     assert live.poll() is None  # the live load was left alone
     assert _sleeping_sessions(pg)  # and so was its session
+
+
+def test_a_holder_is_gone_only_when_its_process_on_this_host_no_longer_runs():
+    destination = load_connector_class(get_connector(ConnectorKind.DESTINATION, "postgres"))
+    lock = sys.modules[destination.__module__.rsplit(".", 1)[0] + ".lock"]
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        _, host, _, _ = lock.application_name().split(":")
+        start = int(Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+
+        def holder(name: str) -> Any:
+            return lock.Holder(1, name, "127.0.0.1:5000", None)
+
+        assert not holder(f"bizon:{host}:{child.pid}:{start}").is_gone()
+        assert holder(f"bizon:{host}:{child.pid}:{start + 1}").is_gone()  # its pid, reused
+        assert not holder(f"bizon:another-host:{child.pid}:{start + 1}").is_gone()
+        assert not holder("psql").is_gone()
+    finally:
+        child.kill()
+        child.wait()
+    assert holder(f"bizon:{host}:{child.pid}:{start}").is_gone()
+    assert not holder(f"bizon:another-host:{child.pid}:{start}").is_gone()
 
 
 def _sleeping_sessions(pg: Any) -> list[int]:

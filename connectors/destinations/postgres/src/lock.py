@@ -79,7 +79,7 @@ class Holder:
             who = f"process {found['pid']} on {found['host']}"
         else:
             who = f"{self.application_name or 'a client'} at {self.client or 'an unknown address'}"
-        since = f" since {self.since:%Y-%m-%d %H:%M:%S}" if self.since else ""
+        since = f" since {self.since:%Y-%m-%d %H:%M:%S} UTC" if self.since else ""
         return f"held by {who}{since}, server session {self.backend}"
 
     def is_gone(self) -> bool:
