@@ -102,6 +102,15 @@ class SqlDialect(ABC):
         return f"CAST({column} AS {self.types[target]})"
 
     @classmethod
+    def derived_name(cls, prefix: str, table: str) -> str:
+        """`prefix + table` (an identifier), shortened with the table's hash if too long."""
+        name, limit = prefix + table, cls.max_identifier_bytes
+        if limit is None or len(name) <= limit:  # identifiers are ASCII (check_identifier)
+            return name
+        digest = hashlib.sha1(table.encode()).hexdigest()[:8]
+        return f"{name[: limit - 9]}_{digest}"
+
+    @classmethod
     def name_for(cls, text: str) -> str:
         """`text` as an identifier this database keeps whole (shortened with a hash if not)."""
         try:

@@ -152,7 +152,7 @@ class StagedSqlDestination(AbstractDestination):
 
     def _derived_name(self, prefix: str) -> str:
         """`prefix + table`, shortened with a hash if the database would cut it."""
-        return self._dialect.name_for(prefix + self.table)
+        return self._dialect.derived_name(prefix, self.table)
 
     def _name(self, table: str) -> str:
         """A table of the schema, quoted."""

@@ -181,3 +181,19 @@ def test_the_loads_table_counts_the_rows_each_commit_loaded(database, dispositio
         ]
     else:
         assert rows == [("1", "b"), ("2", None), ("3", None)]
+
+
+def test_a_table_of_the_longest_name_stages_and_commits(database):
+    """PostgreSQL cuts names beyond 63 bytes: there, staging's is shortened with a hash."""
+    table = "t" * 63
+    destination = database.destination("run1", batch_size=1, table=table)
+    destination.begin(None)
+    destination.write([SourceRecord(id="1", data={"n": 1})])
+    destination.flush()
+    [stage] = database.tables() - {"_bizon_loads"}
+    assert stage.startswith("_bizon_stage_ttt")
+    assert len(stage) <= 63 if database.name == "postgres" else stage == f"_bizon_stage_{table}"
+    destination.commit()
+    destination.finalize(True)
+    assert database.tables() == {"_bizon_loads", table}
+    assert database.query(f"SELECT _bizon_id, n FROM {table}") == [("1", 1)]
