@@ -27,7 +27,8 @@ class Database:
     name: str
     config: dict[str, Any]
     schema: str
-    execute: Callable[[str], None]
+    #: Rows of a statement run in the database (DuckDB: `main`; PostgreSQL: the schema).
+    query: Callable[[str], list[tuple]]
     tables: Callable[[], set[str]]
     columns: Callable[[str], dict[str, str]]
     #: How the catalog names the column of each type.
@@ -45,9 +46,10 @@ def database(request, tmp_path) -> Database:
     if request.param == "duckdb":
         path = str(tmp_path / "bizon.duckdb")
 
-        def execute(statement: str) -> None:
+        def query(statement: str) -> list[tuple]:
             with duckdb.connect(path) as con:
-                con.execute(statement)
+                result = con.execute(statement)
+                return result.fetchall() if result.description else []
 
         def tables() -> set[str]:
             with duckdb.connect(path) as con:
@@ -71,7 +73,7 @@ def database(request, tmp_path) -> Database:
             ColumnType.TEXT: "VARCHAR",
             ColumnType.JSON: "JSON",
         }
-        return Database("duckdb", {"path": path}, "main", execute, tables, columns, types)
+        return Database("duckdb", {"path": path}, "main", query, tables, columns, types)
     pg = request.getfixturevalue("pg")
     config = {**pg.config(), "password": pg.server.password}
     types = {
@@ -105,7 +107,7 @@ def test_a_resume_needs_this_runs_batches_in_staging(database):
         resume({"run_id": "another", "batch": 1})
     with pytest.raises(DestinationError, match=rf"{stage}: it does not hold this run's batches up"):
         resume({**marker, "batch": 2})
-    database.execute(f"DROP TABLE {database.schema}._bizon_stage_users")
+    database.query(f"DROP TABLE {database.schema}._bizon_stage_users")
     with pytest.raises(DestinationError, match=rf"{stage}: it is missing; run again without"):
         resume(marker)
     assert database.tables() == {"_bizon_loads"}  # no table was made of it
@@ -132,3 +134,66 @@ def test_both_databases_type_columns_as_the_shared_model(database):
     }
     loaded = database.columns("users")
     assert {field: loaded[field] for field in expected} == expected
+
+
+def test_a_field_named_like_a_bookkeeping_column_gets_a_column_of_its_own(database):
+    """Nothing is refused for its shape: `_bizon_id` as a field loads as `_bizon_id_1`."""
+    destination = database.destination("run1", batch_size=1)
+    destination.begin(None)
+    destination.write([SourceRecord(id="1", data={"_bizon_id": "mine", "_bizon_row": 7})])
+    destination.write([SourceRecord(id="2", data={"_bizon_id": "theirs", "_bizon_id_1": 2})])
+    destination.commit()
+    destination.finalize(True)
+    columns = database.columns("users")
+    assert list(columns)[4:] == ["_bizon_id_1", "_bizon_row_1", "_bizon_id_1_1"]
+    rows = database.query(
+        "SELECT _bizon_id, _bizon_id_1, _bizon_row_1, _bizon_id_1_1 FROM users ORDER BY 1"
+    )
+    assert rows == [("1", "mine", 7, None), ("2", "theirs", None, 2)]
+
+
+@pytest.mark.parametrize("disposition", ["replace", "merge", "append"])
+def test_the_loads_table_counts_the_rows_each_commit_loaded(database, disposition):
+    """Record 1 is written twice: replace and merge keep its last version, append both."""
+    for run_id in ("run1", "run2"):
+        destination = database.destination(run_id, batch_size=2, write_disposition=disposition)
+        destination.begin(None)
+        destination.write([SourceRecord(id="1", data={"v": "a"}), SourceRecord(id="2", data={})])
+        destination.write([SourceRecord(id="1", data={"v": "b"}), SourceRecord(id="3", data={})])
+        destination.commit()
+        destination.finalize(True)
+    loaded = 4 if disposition == "append" else 3
+    assert database.query('SELECT run_id, "rows" FROM _bizon_loads ORDER BY 1') == [
+        ("run1", loaded),
+        ("run2", loaded),
+    ]
+    rows = database.query("SELECT _bizon_id, v FROM users ORDER BY 1, 2")
+    if disposition == "append":
+        assert rows == [
+            ("1", "a"),
+            ("1", "a"),
+            ("1", "b"),
+            ("1", "b"),
+            ("2", None),
+            ("2", None),
+            ("3", None),
+            ("3", None),
+        ]
+    else:
+        assert rows == [("1", "b"), ("2", None), ("3", None)]
+
+
+def test_a_table_of_the_longest_name_stages_and_commits(database):
+    """PostgreSQL cuts names beyond 63 bytes: there, staging's is shortened with a hash."""
+    table = "t" * 63
+    destination = database.destination("run1", batch_size=1, table=table)
+    destination.begin(None)
+    destination.write([SourceRecord(id="1", data={"n": 1})])
+    destination.flush()
+    [stage] = database.tables() - {"_bizon_loads"}
+    assert stage.startswith("_bizon_stage_ttt")
+    assert len(stage) <= 63 if database.name == "postgres" else stage == f"_bizon_stage_{table}"
+    destination.commit()
+    destination.finalize(True)
+    assert database.tables() == {"_bizon_loads", table}
+    assert database.query(f"SELECT _bizon_id, n FROM {table}") == [("1", 1)]

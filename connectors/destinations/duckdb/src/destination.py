@@ -27,29 +27,23 @@ from bizon_core.destination.config import DestinationConfig
 from bizon_core.destination.destination import WriteContext
 from bizon_core.destination.sql import (
     BATCH_COLUMN,
-    BOOKKEEPING_COLUMNS,
-    BOOKKEEPING_TYPES,
     EXTRACTED_AT_COLUMN,
     ID_COLUMN,
     ISO_TIMESTAMP_PATTERN,
     LOADED_AT_COLUMN,
-    LOADS_TABLE,
     ROW_COLUMN,
     RUN_ID_COLUMN,
-    STAGE_PREFIX,
     ColumnType,
     SqlDestinationConfig,
-    StagedSqlDestination,
-    WriteDisposition,
     widen,
 )
+from bizon_core.destination.sql_dialect import SqlDialect
+from bizon_core.destination.sql_load import BIZON_PREFIX, StagedSqlDestination
 from bizon_core.source.models import SourceRecord
 
 logger = logging.getLogger(__name__)
 
 NAME = "duckdb"
-#: Column names a record field cannot take (DuckDB compares names case-insensitively).
-_RESERVED = frozenset(n.lower() for n in (*BOOKKEEPING_COLUMNS, BATCH_COLUMN, ROW_COLUMN))
 #: The bits `_raw_types` gives the values of each type, as `value_type` types them.
 _TYPE_BITS = {
     1: ColumnType.BOOLEAN,
@@ -61,24 +55,6 @@ _TYPE_BITS = {
 }
 #: Largest record read_json takes (DuckDB's default: 16 MB); it reserves twice this.
 _MAX_RECORD_BYTES = 32 << 20
-
-_DUCKDB_TYPES = {
-    ColumnType.BOOLEAN: "BOOLEAN",
-    ColumnType.BIGINT: "BIGINT",
-    ColumnType.DOUBLE: "DOUBLE",
-    ColumnType.TIMESTAMP: "TIMESTAMPTZ",
-    ColumnType.TEXT: "VARCHAR",
-    ColumnType.JSON: "JSON",
-}
-#: `information_schema.columns.data_type` of the types above.
-_CATALOG_TYPES = {
-    "BOOLEAN": ColumnType.BOOLEAN,
-    "BIGINT": ColumnType.BIGINT,
-    "DOUBLE": ColumnType.DOUBLE,
-    "TIMESTAMP WITH TIME ZONE": ColumnType.TIMESTAMP,
-    "VARCHAR": ColumnType.TEXT,
-    "JSON": ColumnType.JSON,
-}
 
 #: One process or one load at a time: loads of this process, by (file, schema, table).
 _ACTIVE_LOADS: set[tuple[str, str, str]] = set()
@@ -129,7 +105,7 @@ class DuckDBDestinationConfig(SqlDestinationConfig):
     @field_validator("table")
     @classmethod
     def _not_a_bizon_table(cls, value: str | None) -> str | None:
-        if value is not None and _is_bizon_table(value):
+        if value is not None and value.lower().startswith(BIZON_PREFIX):
             raise ValueError(f"table {value!r} is a name bizon uses for its own tables")
         return value
 
@@ -145,6 +121,79 @@ class DuckDBDestinationConfig(SqlDestinationConfig):
         if not formatted.strip():
             raise ValueError("must name a file")
         return value
+
+
+class DuckDBDialect(SqlDialect):
+    """DuckDB's SQL, on one connection."""
+
+    types = {
+        ColumnType.BOOLEAN: "BOOLEAN",
+        ColumnType.BIGINT: "BIGINT",
+        ColumnType.DOUBLE: "DOUBLE",
+        ColumnType.TIMESTAMP: "TIMESTAMPTZ",
+        ColumnType.TEXT: "VARCHAR",
+        ColumnType.JSON: "JSON",
+    }
+    catalog_types = {
+        "BOOLEAN": ColumnType.BOOLEAN,
+        "BIGINT": ColumnType.BIGINT,
+        "DOUBLE": ColumnType.DOUBLE,
+        "TIMESTAMP WITH TIME ZONE": ColumnType.TIMESTAMP,
+        "VARCHAR": ColumnType.TEXT,
+        "JSON": ColumnType.JSON,
+    }
+    case_insensitive = True
+
+    def __init__(self, con: duckdb.DuckDBPyConnection):
+        self.con = con
+
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> list[tuple]:
+        return self.con.execute(statement, list(params)).fetchall()
+
+    def rowcount(self, statement: str, params: Sequence[Any] = ()) -> int:
+        row = self.con.execute(statement, list(params)).fetchone()
+        return row[0] if row else 0
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            yield
+        except BaseException:
+            with suppress(duckdb.Error):  # a failed transaction may be rolled back already
+                self.con.execute("ROLLBACK")
+            raise
+        self.con.execute("COMMIT")
+
+    def relation_kind(self, schema: str, name: str) -> bool | None:
+        kind = self.con.execute(
+            "SELECT table_type FROM information_schema.tables WHERE table_catalog ="
+            " current_database() AND table_schema = ? AND table_name = ?",
+            [schema, name],
+        ).fetchone()
+        return None if kind is None else kind[0] == "BASE TABLE"
+
+    def columns(self, schema: str, name: str) -> list[tuple[str, str]]:
+        return self.con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_catalog"
+            " = current_database() AND table_schema = ? AND table_name = ?"
+            " ORDER BY ordinal_position",
+            [schema, name],
+        ).fetchall()
+
+    def timestamp_text(self, column: str) -> str:
+        return f"strftime({column}, '%Y-%m-%dT%H:%M:%S.%f+00:00')"
+
+    def to_json(self, column: str) -> str:
+        return f"to_json({column})"
+
+    def last_versions(self, columns: str, stage: str) -> str:
+        quote = self.quote
+        return (
+            f"SELECT {columns} FROM {stage} QUALIFY row_number() OVER (PARTITION BY"
+            f" {quote(ID_COLUMN)} ORDER BY {quote(BATCH_COLUMN)} DESC, {quote(ROW_COLUMN)} DESC)"
+            f" = 1 ORDER BY {quote(ROW_COLUMN)}"
+        )
 
 
 class DuckDBDestination(StagedSqlDestination):
@@ -178,27 +227,10 @@ class DuckDBDestination(StagedSqlDestination):
                 pipeline=context.pipeline, source=context.source, stream=context.stream
             )
         )
-        super().__init__(config, context, config.schema_name)
+        super().__init__(config, context, config.schema_name, DuckDBDialect)
         self.config: DuckDBDestinationConfig = config
-        if _is_bizon_table(self.table):
-            raise self._error("the table name is one bizon uses for its own tables")
-        self.stage = STAGE_PREFIX + self.table
         self._con: duckdb.DuckDBPyConnection | None = None
         self._load_key: tuple[str, str, str] | None = None
-        #: Record columns of the staging table as committed: name -> type; None while
-        #: every value seen is null (the column is VARCHAR until a value comes). Set by
-        #: the writer thread's batches.
-        self._staged: dict[str, ColumnType | None] = {}
-        #: Record columns staging has or the next batches add, in order.
-        self._record_columns: dict[str, None] = {}
-        #: Record field -> its column; the fields whose column has their very name.
-        self._field_columns: dict[Any, str] = {}
-        self._identity: set[Any] = set()
-        #: Names taken, lower-cased: reserved, the table's and staging's columns.
-        self._taken: set[str] = set(_RESERVED)
-        #: The table's own record columns, as spelled there.
-        self._table_columns_seen: set[str] = set()
-        self._rows = 0
         #: Two batch files: one is filled while DuckDB loads the other in `_writer`.
         self._spools: list[IO[bytes]] = []
         self._spool_dir: str | None = None
@@ -227,13 +259,10 @@ class DuckDBDestination(StagedSqlDestination):
     def begin(self, resume: dict[str, Any] | None) -> None:
         self._take_load()
         self._con = self._connect()
+        self.sql = DuckDBDialect(self._con)
         with self._errors("cannot prepare the load"):
-            self._db.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(self.schema)}")
-            self._ensure_loads_table()
-            table = self._table_columns(self.table) or {}
-            self._table_columns_seen = {c for c in table if c.lower() not in _RESERVED}
-            self._taken.update(c.lower() for c in table)
-            self._open_stage(resume)
+            self.sql.execute(f"CREATE SCHEMA IF NOT EXISTS {self.sql.quote(self.schema)}")
+            self._prepare(resume)
         if self._already_committed:
             return
         try:
@@ -332,152 +361,20 @@ class DuckDBDestination(StagedSqlDestination):
     def _explain(self, exc: BaseException) -> str:
         return _one_line(exc)
 
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        self._db.execute("BEGIN TRANSACTION")
-        try:
-            yield
-        except BaseException:
-            with suppress(duckdb.Error):  # a failed transaction may be rolled back already
-                self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
-
-    # Catalog --------------------------------------------------------------------------
-
-    def _name(self, table: str) -> str:
-        return f"{_quote(self.schema)}.{_quote(table)}"
-
-    def _table_columns(self, table: str) -> dict[str, ColumnType | None] | None:
-        """Columns of a table, name -> type (None: a type bizon does not write), or None."""
-        kind = self._db.execute(
-            "SELECT table_type FROM information_schema.tables WHERE table_catalog ="
-            " current_database() AND table_schema = ? AND table_name = ?",
-            [self.schema, table],
-        ).fetchone()
-        if kind is None:
-            return None
-        if kind[0] != "BASE TABLE":
-            raise self._error(f"{self.schema}.{table} exists and is not a table")
-        return {name: _CATALOG_TYPES.get(data_type) for name, data_type in self._columns(table)}
-
-    def _columns(self, table: str) -> list[tuple[str, str]]:
-        return self._db.execute(
-            "SELECT column_name, data_type FROM information_schema.columns WHERE table_catalog"
-            " = current_database() AND table_schema = ? AND table_name = ?"
-            " ORDER BY ordinal_position",
-            [self.schema, table],
-        ).fetchall()
-
-    def _describe_table(self) -> dict[str, Any]:
-        columns = self._columns(self.table)
-        if not columns:
-            return {"columns": [], "row_count": 0}
-        row = self._db.execute(f"SELECT count(*) FROM {self._name(self.table)}").fetchone()
-        return {
-            "columns": [{"name": name, "type": kind} for name, kind in columns],
-            "row_count": row[0] if row else 0,
-        }
-
-    def _ensure_loads_table(self) -> None:
-        self._db.execute(
-            f"CREATE TABLE IF NOT EXISTS {self._name(LOADS_TABLE)} ("
-            '"schema" VARCHAR NOT NULL, "table" VARCHAR NOT NULL, run_id VARCHAR NOT NULL,'
-            ' committed_at TIMESTAMPTZ NOT NULL, "rows" BIGINT NOT NULL,'
-            ' PRIMARY KEY ("schema", "table", run_id))'
-        )
-
-    def _run_recorded(self) -> bool:
-        found = self._db.execute(
-            f'SELECT 1 FROM {self._name(LOADS_TABLE)} WHERE "schema" = ? AND "table" = ?'
-            " AND run_id = ?",
-            [self.schema, self.table, self.context.run_id],
-        ).fetchone()
-        return found is not None
-
-    # Staging --------------------------------------------------------------------------
-
-    def _create_stage(self) -> None:
-        columns = [f"{_quote(n)} {_DUCKDB_TYPES[t]}" for n, t in BOOKKEEPING_TYPES.items()]  # type: ignore[index]
-        columns += [
-            f"{_quote(BATCH_COLUMN)} INTEGER NOT NULL",
-            f"{_quote(ROW_COLUMN)} BIGINT NOT NULL",
-        ]
-        with self._transaction():
-            self._db.execute(f"DROP TABLE IF EXISTS {self._name(self.stage)}")
-            self._db.execute(f"CREATE TABLE {self._name(self.stage)} ({', '.join(columns)})")
-
-    def _stage_holds(self, batch: int) -> bool:
-        stage = self._name(self.stage)
-        run, batch_column = _quote(RUN_ID_COLUMN), _quote(BATCH_COLUMN)
-        foreign = self._db.execute(
-            f"SELECT 1 FROM {stage} WHERE {run} IS DISTINCT FROM ? LIMIT 1", [self.context.run_id]
-        ).fetchone()
-        present = self._db.execute(
-            f"SELECT 1 FROM {stage} WHERE {batch_column} = ? LIMIT 1", [batch]
-        ).fetchone()
-        return foreign is None and (batch == 0 or present is not None)
-
-    def _resume_stage(self, batch: int, columns: dict[str, ColumnType | None]) -> None:
-        stage, batch_column = self._name(self.stage), _quote(BATCH_COLUMN)
-        fields = {n: t for n, t in columns.items() if n.lower() not in _RESERVED}
-        if any(kind is None for kind in fields.values()):
-            raise self._cannot_resume("a column has a type bizon does not write")
-        with self._transaction():
-            self._db.execute(f"DELETE FROM {stage} WHERE {batch_column} > ?", [batch])
-        # VARCHAR columns holding only nulls so far are still untyped.
-        texts = [n for n, t in fields.items() if t is ColumnType.TEXT]
-        aggregates = [f"count({_quote(n)}) > 0" for n in texts]
-        row = self._db.execute(
-            f"SELECT coalesce(max({_quote(ROW_COLUMN)}) + 1, 0)"
-            f"{''.join(', ' + a for a in aggregates)} FROM {stage}"
-        ).fetchone()
-        assert row is not None
-        for name, has_values in zip(texts, row[1:], strict=True):
-            if not has_values:
-                fields[name] = None
-        self._staged, self._record_columns = fields, dict.fromkeys(fields)
-        self._taken.update(n.lower() for n in fields)
-        self._rows = row[0]
-        self._resumed_at(batch)
-
-    def _column_for(self, field: Any) -> str:
-        """The column of a record field: its name, unless DuckDB would take it for another's."""
-        column = self._field_columns.get(field)
-        if column is not None:
-            return column
-        base = (field if isinstance(field, str) else str(field)).replace("\x00", "") or "_"
-        used = set(self._field_columns.values())
-        candidate, number = base, 0
-        while True:
-            existing = candidate in self._record_columns or candidate in self._table_columns_seen
-            if existing and candidate not in used:
-                break
-            if not existing and candidate.lower() not in self._taken:
-                self._taken.add(candidate.lower())
-                break
-            number += 1
-            candidate = f"{base}_{number}"
-        self._field_columns[field] = candidate
-        self._record_columns[candidate] = None
-        if candidate == field:
-            self._identity.add(field)
-        return candidate
-
     def _buffer(self, records: Sequence[SourceRecord]) -> None:
         """Append the page to the batch file: records as they are; DuckDB types them."""
         datas = [record.data for record in records]
         fields = set().union(*datas)
-        if not fields <= self._field_columns.keys():
+        names = self._names.columns
+        if not fields <= names.keys():
             for field in dict.fromkeys(chain.from_iterable(datas)):  # in order of appearance
-                self._column_for(field)
+                self._names.column(field)
         extracted = datetime.now(UTC).isoformat()
         start = self._rows
         # Arrays, not objects: [id, row, extracted at, fields] costs half as much to make.
-        if fields <= self._identity:
+        if fields <= self._names.identity:
             rows = [(r.id, n, extracted, r.data) for n, r in enumerate(records, start)]
         else:
-            names = self._field_columns
             rows = [
                 (r.id, n, extracted, {names[k]: v for k, v in r.data.items()})
                 for n, r in enumerate(records, start)
@@ -498,7 +395,9 @@ class DuckDBDestination(StagedSqlDestination):
         spool, other = self._spools
         spool.write(b"]")
         spool.flush()
-        job = _Batch(batch, spool, list(self._record_columns))
+        # Staging's record columns, then those of fields new since.
+        columns = list(dict.fromkeys([*self._staged, *self._names.columns.values()]))
+        job = _Batch(batch, spool, columns)
         self._inflight = job, self._writer.submit(self._load_batch, job)
         other.seek(0)
         other.truncate()
@@ -529,19 +428,18 @@ class DuckDBDestination(StagedSqlDestination):
             "read_json(?, format = 'array', records = 'false', columns = {'json': 'JSON[]'},"
             f" maximum_object_size = {_MAX_RECORD_BYTES})"
         )
-        with self._errors(f"cannot write batch {job.number} to staging"), self._transaction():
-            found = self._raw_types(job.columns, batch, job.spool.name)
-            types = self._widened(found)
-            self._evolve_stage(types)
-            shape = {column: _duckdb_type(types[column]) for column in job.columns}
+        quote = self.sql.quote
+        with self._errors(f"cannot write batch {job.number} to staging"), self.sql.transaction():
+            types = self._evolve_stage(self._raw_types(job.columns, batch, job.spool.name))
+            shape = {column: self.sql.type_of(types[column]) for column in job.columns}
             # The record's fields cannot take the bookkeeping columns' names (`_RESERVED`).
             self._db.execute(
                 f"INSERT INTO {self._name(self.stage)} BY NAME SELECT"
-                f" json[1] ->> '$' AS {_quote(ID_COLUMN)},"
-                f" CAST(json[2] AS BIGINT) AS {_quote(ROW_COLUMN)},"
-                f" CAST(json[3] ->> '$' AS TIMESTAMPTZ) AS {_quote(EXTRACTED_AT_COLUMN)},"
-                f" now() AS {_quote(LOADED_AT_COLUMN)}, ? AS {_quote(RUN_ID_COLUMN)},"
-                f" ? AS {_quote(BATCH_COLUMN)}{', d.*' if shape else ''}"
+                f" json[1] ->> '$' AS {quote(ID_COLUMN)},"
+                f" CAST(json[2] AS BIGINT) AS {quote(ROW_COLUMN)},"
+                f" CAST(json[3] ->> '$' AS TIMESTAMPTZ) AS {quote(EXTRACTED_AT_COLUMN)},"
+                f" now() AS {quote(LOADED_AT_COLUMN)}, ? AS {quote(RUN_ID_COLUMN)},"
+                f" ? AS {quote(BATCH_COLUMN)}{', d.*' if shape else ''}"
                 f" FROM (SELECT json, json_transform(json[4], ?) AS d FROM {batch})",
                 [self.context.run_id, job.number, _shape(shape), job.spool.name],
             )
@@ -559,8 +457,9 @@ class DuckDBDestination(StagedSqlDestination):
         anything and is not read; of a text column, only nested values matter.
         """
         classes: dict[str, str] = {}
+        quote = self.sql.quote
         for column in columns:
-            staged, name = self._staged.get(column), _quote(column)
+            staged, name = self._staged.get(column), quote(column)
             text = f"CAST({name} AS VARCHAR)"
             if staged is ColumnType.JSON:
                 continue
@@ -595,14 +494,6 @@ class DuckDBDestination(StagedSqlDestination):
             types[column] = kind
         return types
 
-    def _widened(self, found: dict[str, ColumnType | None]) -> dict[str, ColumnType | None]:
-        """Staging's columns, added and widened to hold the types found."""
-        types = dict(self._staged)
-        for column, kind in found.items():
-            current = types.get(column)
-            types[column] = kind if current is None else widen(current, kind)
-        return types
-
     def _stop_writer(self) -> None:
         """Stop the batch being written, if any (its transaction rolls back), and the thread."""
         if self._inflight is not None:
@@ -615,129 +506,6 @@ class DuckDBDestination(StagedSqlDestination):
         if self._writer is not None:
             self._writer.shutdown()
             self._writer = None
-
-    def _evolve_stage(self, types: dict[str, ColumnType | None]) -> None:
-        """Add and widen staging's columns to `types`."""
-        stage = self._name(self.stage)
-        for column, kind in types.items():
-            name = _quote(column)
-            if column not in self._staged:
-                self._db.execute(f"ALTER TABLE {stage} ADD COLUMN {name} {_duckdb_type(kind)}")
-                continue
-            current = self._staged[column]
-            if kind is not None and kind != current:
-                self._db.execute(
-                    f"ALTER TABLE {stage} ALTER COLUMN {name} SET DATA TYPE {_duckdb_type(kind)}"
-                    f" USING {_convert(name, current, kind)}"
-                )
-
-    # Commit ---------------------------------------------------------------------------
-
-    def _commit_load(self) -> None:
-        db, stage = self._db, self._name(self.stage)
-        with self._transaction():
-            if self._run_recorded():
-                db.execute(f"DROP TABLE IF EXISTS {stage}")
-                return
-            target = self._table_columns(self.table)
-            dedupe = self.disposition is not WriteDisposition.APPEND and self._has_duplicates()
-            if target is None or self.disposition is WriteDisposition.REPLACE:
-                loaded = self._rebuild(dedupe)
-            else:
-                loaded = self._insert(target, dedupe)
-            db.execute(
-                f'INSERT INTO {self._name(LOADS_TABLE)} ("schema", "table", run_id,'
-                ' committed_at, "rows") VALUES (?, ?, ?, now(), ?)',
-                [self.schema, self.table, self.context.run_id, loaded],
-            )
-            self._description = self._describe_table()
-
-    def _has_duplicates(self) -> bool:
-        # A grouping, not count(DISTINCT): DuckDB spills it to disk beyond memory_limit.
-        found = self._db.execute(
-            f"SELECT 1 FROM {self._name(self.stage)} GROUP BY {_quote(ID_COLUMN)}"
-            " HAVING count(*) > 1 LIMIT 1"
-        ).fetchone()
-        return found is not None
-
-    def _rebuild(self, dedupe: bool) -> int:
-        """Make staging the table, in place of the old one if any.
-
-        Without duplicates, staging itself becomes the table (its own two columns dropped,
-        then renamed): no row is copied. With them, the table is built from the last
-        version of each record.
-        """
-        db, stage, table = self._db, self._name(self.stage), self._name(self.table)
-        if dedupe:
-            staged = ", ".join(_quote(c) for c in {**BOOKKEEPING_TYPES, **self._staged})
-            rows = f"SELECT {staged} FROM {stage} {_OLDER_VERSIONS} = 1"
-            loaded = db.execute(
-                f"CREATE OR REPLACE TABLE {table} AS {rows} ORDER BY {_quote(ROW_COLUMN)}"
-            ).fetchone()
-            db.execute(f"DROP TABLE {stage}")
-            return loaded[0] if loaded else 0
-        loaded = db.execute(f"SELECT count(*) FROM {stage}").fetchone()
-        for column in (BATCH_COLUMN, ROW_COLUMN):
-            db.execute(f"ALTER TABLE {stage} DROP COLUMN {_quote(column)}")
-        db.execute(f"DROP TABLE IF EXISTS {table}")
-        db.execute(f"ALTER TABLE {stage} RENAME TO {_quote(self.table)}")
-        return loaded[0] if loaded else 0
-
-    def _insert(self, target: dict[str, ColumnType | None], dedupe: bool) -> int:
-        """Merge (delete the records' previous versions) or append staging into the table."""
-        db, stage, table = self._db, self._name(self.stage), self._name(self.table)
-        staged: dict[str, ColumnType | None] = {**BOOKKEEPING_TYPES, **self._staged}
-        columns = self._evolve_table(target, staged)
-        expressions = ", ".join(expression for _, expression in columns)
-        rows = f"SELECT {expressions} FROM {stage}"
-        if dedupe:
-            rows += f" {_OLDER_VERSIONS} = 1 ORDER BY {_quote(ROW_COLUMN)}"
-        if self.disposition is WriteDisposition.MERGE:
-            identifier = _quote(ID_COLUMN)
-            db.execute(
-                f"DELETE FROM {table} WHERE {identifier} IN (SELECT {identifier} FROM {stage})"
-            )
-        names = ", ".join(_quote(column) for column, _ in columns)
-        loaded = db.execute(f"INSERT INTO {table} ({names}) {rows}").fetchone()
-        db.execute(f"DROP TABLE {stage}")
-        return loaded[0] if loaded else 0
-
-    def _evolve_table(
-        self, target: dict[str, ColumnType | None], staged: dict[str, ColumnType | None]
-    ) -> list[tuple[str, str]]:
-        """Add and widen the table's columns for staging's; (column, staging expression)."""
-        table = self._name(self.table)
-        columns: list[tuple[str, str]] = []
-        for column, kind in staged.items():
-            name = _quote(column)
-            if column not in target:
-                final = kind or ColumnType.TEXT
-                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {_DUCKDB_TYPES[final]}")
-                columns.append((column, _convert(name, kind, final)))
-                continue
-            have = target[column]
-            if have is None:  # a type of the user's choosing: DuckDB's implicit cast
-                columns.append((column, name))
-                continue
-            if kind is None:
-                final = have
-            elif have is ColumnType.TEXT and kind is not have and self._only_nulls(column):
-                final = kind  # typed when its first value comes, as in staging
-            else:
-                final = widen(have, kind) or have
-            if final != have:
-                self._db.execute(
-                    f"ALTER TABLE {table} ALTER COLUMN {name} SET DATA TYPE"
-                    f" {_DUCKDB_TYPES[final]} USING {_convert(name, have, final)}"
-                )
-            columns.append((column, _convert(name, kind, final)))
-        return columns
-
-    def _only_nulls(self, column: str) -> bool:
-        row = self._db.execute(
-            f"SELECT count({_quote(column)}) = 0 FROM {self._name(self.table)}"
-        ).fetchone()
-        return bool(row and row[0])
 
 
 @dataclass(frozen=True)
@@ -754,42 +522,6 @@ class _CannotOpen(Exception):
 
 
 # Names and types ----------------------------------------------------------------------
-
-
-def _is_bizon_table(name: str) -> bool:
-    lowered = name.lower()
-    return lowered == LOADS_TABLE or lowered.startswith(STAGE_PREFIX)
-
-
-def _quote(name: str) -> str:
-    """An identifier, always quoted."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-#: Ranks each staged row among the versions of its record, the last one first.
-_OLDER_VERSIONS = (
-    f"QUALIFY row_number() OVER (PARTITION BY {_quote(ID_COLUMN)}"
-    f" ORDER BY {_quote(BATCH_COLUMN)} DESC, {_quote(ROW_COLUMN)} DESC)"
-)
-
-
-def _duckdb_type(kind: ColumnType | None) -> str:
-    return _DUCKDB_TYPES[kind or ColumnType.TEXT]
-
-
-def _convert(column: str, source: ColumnType | None, target: ColumnType) -> str:
-    """An expression converting `column` from `source` (None: all null) to `target`."""
-    if source == target or (source is None and target is ColumnType.TEXT):
-        return column
-    if source is None:
-        return f"CAST({column} AS {_DUCKDB_TYPES[target]})"
-    if source is ColumnType.TIMESTAMP:  # as ISO 8601, like the strings it was loaded from
-        column = f"strftime({column}, '%Y-%m-%dT%H:%M:%S.%f+00:00')"
-        if target is ColumnType.TEXT:
-            return column
-    if target is ColumnType.JSON:
-        return f"to_json({column})"
-    return f"CAST({column} AS {_DUCKDB_TYPES[target]})"
 
 
 def _shape(types: dict[str, str]) -> str:
