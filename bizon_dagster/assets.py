@@ -26,6 +26,7 @@ from bizon_core.config import Pipeline, load_pipeline
 from bizon_core.errors import BizonError
 from bizon_core.secrets import install_log_redaction, mask, redact
 from bizon_core.sync.runner import RunProgress, RunResult, run_stream
+from bizon_core.sync.state import StreamKey
 from bizon_dagster.logs import forward_project_logs
 from bizon_dagster.state import RESUME_TAG, DagsterStateStore, success_metadata
 from bizon_dagster.translator import BizonStream, BizonTranslator
@@ -127,23 +128,25 @@ def sync_streams(
             if key not in context.selected_asset_keys:
                 continue
             store = DagsterStateStore(context, key, checkpoint_interval)
-            if start_over:
-                store.discard_checkpoint()
             try:
-                result = run_stream(
-                    pipeline,
-                    stream,
-                    store,
-                    resume=not start_over,
-                    on_progress=_ProgressLog(context),
-                )
+                # Held until Dagster has stored the materialization (it does so before
+                # resuming this generator): see `DagsterStateStore.hold`.
+                with store.hold(StreamKey(pipeline.name, pipeline.source_info.name, stream)):
+                    if start_over:
+                        store.discard_checkpoint()
+                    result = run_stream(
+                        pipeline,
+                        stream,
+                        store,
+                        resume=not start_over,
+                        on_progress=_ProgressLog(context),
+                    )
+                    context.log.info(_summary(result))
+                    yield MaterializeResult(asset_key=key, metadata=result_metadata(result))
             except BizonError as exc:
                 message = redact(str(exc))
                 context.log.error(f"{stream}: sync failed, its cursor is unchanged: {message}")
                 failed.append(f"{stream}: {message}")
-                continue
-            context.log.info(_summary(result))
-            yield MaterializeResult(asset_key=key, metadata=result_metadata(result))
     if failed:
         # `from None`: the chained exceptions may quote URLs or values the message masks.
         raise Failure(

@@ -80,6 +80,7 @@ class DagsterStateStore:
         #: Each observation is an event log write: the runner records an intermediate
         #: one at most this often (never throttling the failure or pre-commit ones).
         self.checkpoint_interval = checkpoint_interval
+        self._held = False
 
     def last_success(self, key: StreamKey) -> SuccessfulRun | None:
         return read_success(self.instance, self.asset_key)
@@ -119,11 +120,28 @@ class DagsterStateStore:
 
     @contextmanager
     def lock(self, key: StreamKey) -> Iterator[None]:
+        """Hold the stream's slot; inside `hold(key)` it is already held, so nothing to do."""
+        if self._held:
+            yield
+            return
+        with self.hold(key):
+            yield
+
+    @contextmanager
+    def hold(self, key: StreamKey) -> Iterator[None]:
+        """Hold the stream's slot for longer than the runner does: the asset holds it until
+        the materialization that moves the cursor is stored, so that no other run starts
+        between the destination's commit and the cursor's, and a run killed there is
+        found dead by the next one."""
         slot = f"bizon/{key}"
         with stream_slot(
             self.instance, slot, self.context.run.run_id, self.asset_key, self.context.log
         ):
-            yield
+            self._held = True
+            try:
+                yield
+            finally:
+                self._held = False
 
     def checkpoint(self, key: StreamKey, checkpoint: Checkpoint) -> None:
         data = {

@@ -234,6 +234,54 @@ def test_a_run_killed_between_its_commit_and_its_materialization_appends_nothing
     assert metadata(instance, USERS)["bizon/resumed_after_records"] == 5
 
 
+KILLED_BEFORE_MATERIALIZATION = """
+import os, signal, sys
+import dagster as dg
+import bizon_dagster.assets
+from bizon_core.config import load_pipeline
+from bizon_dagster import bizon_assets
+
+def dies(result):  # called once the stream is committed, before its materialization is yielded
+    os.kill(os.getpid(), signal.SIGKILL)
+
+bizon_dagster.assets._summary = dies
+instance = dg.DagsterInstance.from_ref(dg.deserialize_value(sys.argv[2]))
+dg.materialize([bizon_assets(load_pipeline(sys.argv[1]))], instance=instance)
+"""
+
+
+def test_the_stream_stays_held_until_its_materialization_is_stored(
+    make_pipeline, instance, server, tmp_path
+):
+    output = tmp_path / "users.jsonl"
+    pipeline = make_pipeline(
+        source={"streams": ["users"], "http": {}},
+        destination={"config": {"path": str(output)}},
+    )
+    assets = bizon_assets(pipeline)
+    assert dg.materialize([assets], instance=instance).success
+    for i in range(26, 31):
+        server.api.upsert("users", {"id": i, "name": f"new-{i}"})
+
+    script = tmp_path / "killed_before_materialization.py"
+    script.write_text(KILLED_BEFORE_MATERIALIZATION)
+    killed = subprocess.run(
+        [sys.executable, str(script), str(pipeline.path), dg.serialize_value(instance.get_ref())],
+        capture_output=True,
+        timeout=120,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+    assert len(ids(output)) == 30  # the destination committed
+    (dead,) = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
+    # No other run could start in that window: the dead run still holds the stream.
+    info = instance.event_log_storage.get_concurrency_info("bizon/paged_sync/paged/users")
+    assert [claim.run_id for claim in info.claimed_slots] == [dead.run_id]
+
+    assert dg.materialize([assets], instance=instance).success  # frees the dead holder
+    assert ids(output) == [str(i) for i in range(1, 31)]
+    assert metadata(instance, USERS)["bizon/resumed_after_records"] == 5
+
+
 def test_a_checkpoint_older_than_the_last_materialization_is_ignored(
     make_pipeline, instance, server, tmp_path
 ):

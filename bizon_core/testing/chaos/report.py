@@ -18,6 +18,7 @@ HEADERS = (
     "lost",
     "duplicated",
     "resumed",
+    "left STARTED",
 )
 
 
@@ -42,6 +43,7 @@ def summary_rows(results: Iterable[TrialResult]) -> list[tuple[str, ...]]:
                 str(sum(r.lost for r in group)),
                 str(sum(r.duplicated for r in group)),
                 f"{sum(r.resumed for r in group)}/{sum(r.checkpoints for r in group)}",
+                str(sum(len(r.left_started) for r in group)),
                 " ".join(f"{code}x{n}" for code, n in sorted(codes.items())),
             )
         )
