@@ -35,7 +35,7 @@ test: lint postgres
 	$(BIN)/python -m pytest -q || [ $$? -eq 5 ]
 
 # kill -9 trials (20 per destination and path: 10 per mode) and overlapping runs; a table.
-CHAOS_RECORDS ?= 300000
+CHAOS_RECORDS ?= 100000
 chaos: setup postgres
 	$(BIN)/python -m bizon_core.testing.chaos --trials 10 --records $(CHAOS_RECORDS) \
 		--destinations file,duckdb,postgres --paths cli,dagster --modes full_refresh,incremental
