@@ -185,6 +185,22 @@ def test_a_step_retry_resumes_from_its_checkpoint_in_the_same_run(
     assert messages(instance, result.run_id, "after 15 records from")  # "resuming run ..."
 
 
+def test_at_the_shipped_defaults_a_step_retry_resumes_after_the_pages_written(
+    make_pipeline, instance, server, tmp_path
+):
+    # Every setting at its default (the step retry waits its 30 s, jittered); only the
+    # page size shapes the data, and the source fails on page 4, early in the step.
+    pipeline = make_pipeline(
+        source={"streams": ["users"], "page_size": 5, "fail_on_page": 4, "http": {}},
+        destination={"config": {"path": str(tmp_path / "users.jsonl")}},
+        retries={},
+    )
+    assert dg.materialize([bizon_assets(pipeline)], instance=instance).success
+    assert metadata(instance, USERS)["bizon/resumed_after_records"] == 15
+    assert ids(tmp_path / "users.jsonl") == [str(i) for i in range(1, 26)]
+    assert len([r for r in server.requests if r.path == "/cursor/users"]) == 5
+
+
 KILLED_AFTER_COMMIT = """
 import dataclasses, os, signal, sys
 import dagster as dg
