@@ -220,9 +220,9 @@ dg.materialize([bizon_assets(pipeline)], instance=instance)
 """
 
 
-def test_a_run_killed_between_its_commit_and_its_materialization_appends_nothing_twice(
-    make_pipeline, instance, server, tmp_path
-):
+def kill_once_committed(script: str, make_pipeline, instance, server, tmp_path):
+    """A first run of 25 records, 5 new ones, then a run that `script` kills once the
+    destination committed them: (assets, output file, the dead run)."""
     output = tmp_path / "users.jsonl"
     pipeline = make_pipeline(
         source={"streams": ["users"], "http": {}},
@@ -232,20 +232,26 @@ def test_a_run_killed_between_its_commit_and_its_materialization_appends_nothing
     assert dg.materialize([assets], instance=instance).success
     for i in range(26, 31):
         server.api.upsert("users", {"id": i, "name": f"new-{i}"})
-
-    script = tmp_path / "killed_after_commit.py"
-    script.write_text(KILLED_AFTER_COMMIT)
+    path = tmp_path / "killed.py"
+    path.write_text(script)
     killed = subprocess.run(
-        [sys.executable, str(script), str(pipeline.path), dg.serialize_value(instance.get_ref())],
+        [sys.executable, str(path), str(pipeline.path), dg.serialize_value(instance.get_ref())],
         capture_output=True,
         timeout=120,
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
     assert len(ids(output)) == 30  # committed: the five new records were appended
     (dead,) = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
-    instance.report_run_failed(dead)  # what the run monitor does for a dead run
+    return assets, output, dead
 
-    assert dg.materialize([assets], instance=instance).success
+
+def test_a_run_killed_between_its_commit_and_its_materialization_appends_nothing_twice(
+    make_pipeline, instance, server, tmp_path
+):
+    assets, output, _ = kill_once_committed(
+        KILLED_AFTER_COMMIT, make_pipeline, instance, server, tmp_path
+    )
+    assert dg.materialize([assets], instance=instance).success  # frees the dead holder
     assert ids(output) == [str(i) for i in range(1, 31)]  # not 35 lines: nothing appended again
     assert metadata(instance, USERS)["bizon/resumed_after_records"] == 5
 
@@ -269,30 +275,12 @@ dg.materialize([bizon_assets(load_pipeline(sys.argv[1]))], instance=instance)
 def test_the_stream_stays_held_until_its_materialization_is_stored(
     make_pipeline, instance, server, tmp_path
 ):
-    output = tmp_path / "users.jsonl"
-    pipeline = make_pipeline(
-        source={"streams": ["users"], "http": {}},
-        destination={"config": {"path": str(output)}},
+    assets, output, dead = kill_once_committed(
+        KILLED_BEFORE_MATERIALIZATION, make_pipeline, instance, server, tmp_path
     )
-    assets = bizon_assets(pipeline)
-    assert dg.materialize([assets], instance=instance).success
-    for i in range(26, 31):
-        server.api.upsert("users", {"id": i, "name": f"new-{i}"})
-
-    script = tmp_path / "killed_before_materialization.py"
-    script.write_text(KILLED_BEFORE_MATERIALIZATION)
-    killed = subprocess.run(
-        [sys.executable, str(script), str(pipeline.path), dg.serialize_value(instance.get_ref())],
-        capture_output=True,
-        timeout=120,
-    )
-    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
-    assert len(ids(output)) == 30  # the destination committed
-    (dead,) = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
     # No other run could start in that window: the dead run still holds the stream.
     info = instance.event_log_storage.get_concurrency_info("bizon/paged_sync/paged/users")
     assert [claim.run_id for claim in info.claimed_slots] == [dead.run_id]
-
     assert dg.materialize([assets], instance=instance).success  # frees the dead holder
     assert ids(output) == [str(i) for i in range(1, 31)]
     assert metadata(instance, USERS)["bizon/resumed_after_records"] == 5
