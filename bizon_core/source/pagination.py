@@ -26,6 +26,7 @@ from urllib.parse import urljoin
 
 import requests
 
+from bizon_core.errors import RecordError
 from bizon_core.source.models import SourceRecord
 
 logger = logging.getLogger(__name__)
@@ -47,14 +48,14 @@ class StopReason(StrEnum):
 
 
 @dataclass(frozen=True)
-class Page:
+class PageDecision:
     """A paginator's decision: the `next_pagination` to return, and why it is `{}` if it is."""
 
     next_pagination: Pagination
     stop_reason: StopReason | None = None
 
     @classmethod
-    def stop(cls, reason: StopReason) -> Page:
+    def stop(cls, reason: StopReason) -> PageDecision:
         return cls({}, reason)
 
     @property
@@ -99,7 +100,7 @@ class Paginator(ABC):
         response: requests.Response,
         body: Any,
         records: list[SourceRecord],
-    ) -> Page:
+    ) -> PageDecision:
         """The decision after the page fetched with `pagination`: `response`, its parsed
         `body` and the page's `records`."""
         page = self._decide(pagination or {}, response, body, records)
@@ -114,7 +115,7 @@ class Paginator(ABC):
         response: requests.Response,
         body: Any,
         records: list[SourceRecord],
-    ) -> Page: ...
+    ) -> PageDecision: ...
 
 
 def _has_more_false(body: Any, has_more_path: str | None) -> bool:
@@ -125,8 +126,8 @@ def _has_more_false(body: Any, has_more_path: str | None) -> bool:
 class SinglePagePaginator(Paginator):
     """One request is all there is."""
 
-    def _decide(self, pagination, response, body, records) -> Page:
-        return Page.stop(StopReason.SINGLE_PAGE)
+    def _decide(self, pagination, response, body, records) -> PageDecision:
+        return PageDecision.stop(StopReason.SINGLE_PAGE)
 
 
 @dataclass(frozen=True)
@@ -144,15 +145,15 @@ class CursorPaginator(Paginator):
     def params(self, pagination: Pagination | None) -> dict[str, Any]:
         return {self.param: pagination["cursor"]} if pagination else {}
 
-    def _decide(self, pagination, response, body, records) -> Page:
+    def _decide(self, pagination, response, body, records) -> PageDecision:
         if _has_more_false(body, self.has_more_path):
-            return Page.stop(StopReason.HAS_MORE_FALSE)
+            return PageDecision.stop(StopReason.HAS_MORE_FALSE)
         token = json_path(body, self.cursor_path)
         if token is _MISSING:
-            return Page.stop(StopReason.TOKEN_MISSING)
+            return PageDecision.stop(StopReason.TOKEN_MISSING)
         if token is None or token == "":
-            return Page.stop(StopReason.TOKEN_EMPTY)
-        return Page({"cursor": token})
+            return PageDecision.stop(StopReason.TOKEN_EMPTY)
+        return PageDecision({"cursor": token})
 
 
 class _UrlPaginator(Paginator):
@@ -166,9 +167,9 @@ class _UrlPaginator(Paginator):
         return url, dict(params or {})
 
     @staticmethod
-    def _follow(response: requests.Response, next_url: str) -> Page:
+    def _follow(response: requests.Response, next_url: str) -> PageDecision:
         # A relative link is relative to the page that gave it.
-        return Page({"next_url": urljoin(response.url, next_url)})
+        return PageDecision({"next_url": urljoin(response.url, next_url)})
 
 
 @dataclass(frozen=True)
@@ -178,12 +179,12 @@ class NextUrlPaginator(_UrlPaginator):
 
     next_url_path: str = "next"
 
-    def _decide(self, pagination, response, body, records) -> Page:
+    def _decide(self, pagination, response, body, records) -> PageDecision:
         next_url = json_path(body, self.next_url_path)
         if next_url is _MISSING:
-            return Page.stop(StopReason.TOKEN_MISSING)
+            return PageDecision.stop(StopReason.TOKEN_MISSING)
         if not next_url:
-            return Page.stop(StopReason.TOKEN_EMPTY)
+            return PageDecision.stop(StopReason.TOKEN_EMPTY)
         return self._follow(response, next_url)
 
 
@@ -193,10 +194,10 @@ class LinkHeaderPaginator(_UrlPaginator):
 
     rel: str = "next"
 
-    def _decide(self, pagination, response, body, records) -> Page:
+    def _decide(self, pagination, response, body, records) -> PageDecision:
         next_url = response.links.get(self.rel, {}).get("url")
         if not next_url:
-            return Page.stop(StopReason.NO_NEXT_LINK)
+            return PageDecision.stop(StopReason.NO_NEXT_LINK)
         return self._follow(response, next_url)
 
 
@@ -230,14 +231,14 @@ class OffsetPaginator(Paginator):
         offset = (pagination or {}).get("offset", 0)
         return {self.offset_param: offset, self.limit_param: self.limit}
 
-    def _decide(self, pagination, response, body, records) -> Page:
+    def _decide(self, pagination, response, body, records) -> PageDecision:
         if reason := _short_page(records, self.limit):
-            return Page.stop(reason)
+            return PageDecision.stop(reason)
         offset = pagination.get("offset", 0) + len(records)
         total = _total(body, self.total_path)
         if total is not None and offset >= total:
-            return Page.stop(StopReason.TOTAL_REACHED)
-        return Page({"offset": offset})
+            return PageDecision.stop(StopReason.TOTAL_REACHED)
+        return PageDecision({"offset": offset})
 
 
 @dataclass(frozen=True)
@@ -258,14 +259,14 @@ class PageNumberPaginator(Paginator):
         page = (pagination or {}).get("page", self.first_page)
         return {self.page_param: page, self.size_param: self.page_size}
 
-    def _decide(self, pagination, response, body, records) -> Page:
+    def _decide(self, pagination, response, body, records) -> PageDecision:
         if reason := _short_page(records, self.page_size):
-            return Page.stop(reason)
+            return PageDecision.stop(reason)
         page = pagination.get("page", self.first_page)
         total_pages = _total(body, self.total_pages_path)
         if total_pages is not None and page - self.first_page + 1 >= total_pages:
-            return Page.stop(StopReason.TOTAL_REACHED)
-        return Page({"page": page + 1})
+            return PageDecision.stop(StopReason.TOTAL_REACHED)
+        return PageDecision({"page": page + 1})
 
 
 @dataclass(frozen=True)
@@ -282,9 +283,15 @@ class KeysetPaginator(Paginator):
     def params(self, pagination: Pagination | None) -> dict[str, Any]:
         return {self.param: pagination[self.param]} if pagination else {}
 
-    def _decide(self, pagination, response, body, records) -> Page:
+    def _decide(self, pagination, response, body, records) -> PageDecision:
         if not records:
-            return Page.stop(StopReason.EMPTY_PAGE)
+            return PageDecision.stop(StopReason.EMPTY_PAGE)
         if _has_more_false(body, self.has_more_path):
-            return Page.stop(StopReason.HAS_MORE_FALSE)
-        return Page({self.param: records[-1].data[self.id_field]})
+            return PageDecision.stop(StopReason.HAS_MORE_FALSE)
+        last = records[-1]
+        if self.id_field not in last.data:
+            raise RecordError(
+                f"record {last.id}: no field '{self.id_field}' to page after "
+                f"(KeysetPaginator id_field)"
+            )
+        return PageDecision({self.param: last.data[self.id_field]})

@@ -20,6 +20,7 @@ from bizon_core import (
     OffsetPaginator,
     PageNumberPaginator,
     Paginator,
+    RecordError,
     SinglePagePaginator,
     SourceRecord,
     StopReason,
@@ -217,3 +218,9 @@ def test_single_page(fake_api) -> None:
         SinglePagePaginator(), f"{fake_api}/cursor/users", params={"limit": 500}
     )
     assert ids == ALL_IDS and reason is StopReason.SINGLE_PAGE and len(sent) == 1
+
+
+def test_a_keyset_record_without_its_id_field_is_a_record_error():
+    records = [SourceRecord(id="7", data={"name": "x"})]
+    with pytest.raises(RecordError, match=r"record 7: no field 'uid' to page after"):
+        KeysetPaginator(id_field="uid").next_page(None, requests.Response(), {}, records)
