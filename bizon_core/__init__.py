@@ -27,6 +27,18 @@ from bizon_core.errors import (
 from bizon_core.source.config import SourceConfig, SourceSyncModes
 from bizon_core.source.incremental import cursor_instant, is_after, records_after
 from bizon_core.source.models import SourceIncrementalState, SourceIteration, SourceRecord
+from bizon_core.source.pagination import (
+    CursorPaginator,
+    KeysetPaginator,
+    LinkHeaderPaginator,
+    NextUrlPaginator,
+    OffsetPaginator,
+    PageDecision,
+    PageNumberPaginator,
+    Paginator,
+    SinglePagePaginator,
+    StopReason,
+)
 from bizon_core.source.source import AbstractSource
 from bizon_core.sync.runner import RunProgress, RunResult, run_stream
 from bizon_core.sync.sqlite_store import SqliteStateStore
@@ -38,15 +50,24 @@ __all__ = [
     "BizonError",
     "Checkpoint",
     "ConfigError",
+    "CursorPaginator",
     "DestinationConfig",
     "DestinationError",
     "DiscoveryError",
+    "KeysetPaginator",
+    "LinkHeaderPaginator",
+    "NextUrlPaginator",
+    "OffsetPaginator",
+    "PageDecision",
+    "PageNumberPaginator",
     "PaginationLoopError",
+    "Paginator",
     "Pipeline",
     "PipelineConfig",
     "RecordError",
     "RunProgress",
     "RunResult",
+    "SinglePagePaginator",
     "SourceConfig",
     "SourceError",
     "SourceIncrementalState",
@@ -56,6 +77,7 @@ __all__ = [
     "SqliteStateStore",
     "StateError",
     "StateStore",
+    "StopReason",
     "StreamKey",
     "SuccessfulRun",
     "WriteContext",
