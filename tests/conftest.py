@@ -1,7 +1,14 @@
-"""Shared fixtures: an isolated working directory, the test connectors, a local API server."""
+"""Shared fixtures: an isolated working directory, the test connectors, a local API server,
+one PostgreSQL server for the session.
+
+The server is a throw-away one (`bizon_core.testing.postgres`), started on first use.
+Set BIZON_TEST_PG_DSN to use a running server instead: its user must be allowed to
+create schemas, and the server must require passwords for the wrong-password test.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,8 +18,10 @@ import yaml
 
 from bizon_core.cli import main
 from bizon_core.testing import FakeApi, FakeApiServer, make_records
+from bizon_core.testing.postgres import PostgresServer, PostgresUnavailable, temporary_postgres
 
 FIXTURE_CONNECTORS = Path(__file__).parent / "fixtures" / "connectors"
+DSN_ENV = "BIZON_TEST_PG_DSN"
 
 
 @pytest.fixture(autouse=True)
@@ -73,3 +82,27 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str
         return code, captured.out, captured.err
 
     return run
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server for the session: BIZON_TEST_PG_DSN's, else a throw-away one."""
+    dsn = os.environ.get(DSN_ENV)
+    if dsn:
+        from psycopg.conninfo import conninfo_to_dict
+
+        params = conninfo_to_dict(dsn)
+        yield PostgresServer(
+            host=str(params.get("host") or "localhost"),
+            port=int(params.get("port") or 5432),
+            user=str(params["user"]),
+            password=str(params.get("password") or ""),
+            database=str(params["dbname"]),
+            admin=dict(params),
+        )
+        return
+    try:
+        with temporary_postgres() as server:
+            yield server
+    except PostgresUnavailable as exc:
+        pytest.fail(f"{exc} (or set {DSN_ENV} to a server's connection string)")

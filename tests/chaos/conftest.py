@@ -1,4 +1,4 @@
-"""Chaos fixtures: one throw-away PostgreSQL server, a seed, and clean run durations.
+"""Chaos fixtures: a seed, and clean run durations (PostgreSQL: the session's server).
 
 `BIZON_CHAOS_SEED` picks the seed (printed in every failure, so a failed trial runs again
 the same: `BIZON_CHAOS_SEED=<seed> pytest tests/chaos -k <test>`).
@@ -7,25 +7,13 @@ the same: `BIZON_CHAOS_SEED=<seed> pytest tests/chaos -k <test>`).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 
 import pytest
-
-from bizon_core.testing.postgres import PostgresServer, PostgresUnavailable, temporary_postgres
 
 SEED = os.environ.get("BIZON_CHAOS_SEED", "8")
 #: Enough records that every destination checkpoints at its default batch size (50,000
 #: for file and PostgreSQL, 125,000 for DuckDB) before the end, so a kill has a resume point.
 RECORDS = 150_000
-
-
-@pytest.fixture(scope="session")
-def chaos_postgres() -> Iterator[PostgresServer]:
-    try:
-        with temporary_postgres() as server:
-            yield server
-    except PostgresUnavailable as exc:
-        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="session")

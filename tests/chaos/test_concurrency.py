@@ -25,7 +25,7 @@ def config(destination: str, path: str, seed: str) -> TrialConfig:
 def test_two_cli_runs_together(
     destination: str, variant: str, tmp_path: Path, request: pytest.FixtureRequest
 ):
-    postgres = request.getfixturevalue("chaos_postgres") if destination == "postgres" else None
+    postgres = request.getfixturevalue("postgres") if destination == "postgres" else None
     seed = request.getfixturevalue("seed")
     result = run_concurrency(config(destination, "cli", seed), variant, tmp_path, postgres)
     assert result.ok, f"{result.outcome}: {result.failures}"

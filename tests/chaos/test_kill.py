@@ -27,7 +27,7 @@ def run_trial(
 ) -> None:
     """Run one trial and assert it was exact; the failure names the seed that repeats it."""
     seed, records = request.getfixturevalue("seed"), request.getfixturevalue("records")
-    postgres = request.getfixturevalue("chaos_postgres") if destination == "postgres" else None
+    postgres = request.getfixturevalue("postgres") if destination == "postgres" else None
     durations = request.getfixturevalue("durations").setdefault(destination, {})
     tmp_path = request.getfixturevalue("tmp_path")
     name = request.node.callspec.id

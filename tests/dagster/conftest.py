@@ -11,7 +11,6 @@ import pytest
 import yaml
 
 from bizon_core.config import Pipeline, load_pipeline
-from bizon_core.testing.postgres import PostgresServer, PostgresUnavailable, temporary_postgres
 
 
 @pytest.fixture
@@ -53,13 +52,3 @@ def make_pipeline(tmp_path: Path, server) -> Callable[..., Pipeline]:
         return load_pipeline(path)
 
     return make
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    """A throw-away PostgreSQL server for the session (see `bizon_core.testing.postgres`)."""
-    try:
-        with temporary_postgres() as server:
-            yield server
-    except PostgresUnavailable as exc:
-        pytest.fail(str(exc))

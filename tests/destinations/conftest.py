@@ -1,13 +1,8 @@
-"""A throw-away PostgreSQL server for destination tests, and a schema of its own per test.
-
-The server (`bizon_core.testing.postgres`) is started once per session.
-Set BIZON_TEST_PG_DSN to use a running server instead: its user must be allowed to
-create schemas, and the server must require passwords for the wrong-password test.
-"""
+"""A schema of its own per destination test, on the session's PostgreSQL server
+(the `postgres` fixture of tests/conftest.py)."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,11 +11,9 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
 
-from bizon_core.testing.postgres import PostgresServer, PostgresUnavailable, temporary_postgres
+from bizon_core.testing.postgres import PostgresServer
 
-DSN_ENV = "BIZON_TEST_PG_DSN"
 PASSWORD_ENV = "BIZON_TEST_PG_PASSWORD"
 
 
@@ -66,24 +59,6 @@ class PostgresSchema:
         return {name for (name,) in rows}
 
 
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    """A PostgreSQL server for the session: BIZON_TEST_PG_DSN's, else a throw-away one."""
-    dsn = os.environ.get(DSN_ENV)
-    if dsn:
-        params = conninfo_to_dict(dsn)
-        yield PostgresServer(
-            host=str(params.get("host") or "localhost"),
-            port=int(params.get("port") or 5432),
-            user=str(params["user"]),
-            password=str(params.get("password") or ""),
-            database=str(params["dbname"]),
-            admin=dict(params),
-        )
-        return
-    yield from _throwaway_server()
-
-
 @pytest.fixture
 def pg(postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[PostgresSchema]:
     """A fresh schema owned by the test role, dropped afterwards; the password in the env."""
@@ -100,11 +75,3 @@ def pg(postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Po
     finally:
         with psycopg.connect(autocommit=True, **postgres.admin) as admin:
             admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
-
-
-def _throwaway_server() -> Iterator[PostgresServer]:
-    try:
-        with temporary_postgres() as server:
-            yield server
-    except PostgresUnavailable as exc:
-        pytest.fail(f"{exc} (or set {DSN_ENV} to a server's connection string)")

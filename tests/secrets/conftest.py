@@ -12,7 +12,6 @@ from sweep import SECRET_ENV, keyed_api
 
 from bizon_core import secrets
 from bizon_core.testing import FakeApiServer
-from bizon_core.testing.postgres import PostgresServer, temporary_postgres
 
 
 @pytest.fixture(autouse=True)
@@ -30,12 +29,6 @@ def secret_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def api() -> Iterator[FakeApiServer]:
     with keyed_api() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    with temporary_postgres() as server:
         yield server
 
 
