@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 CONNECTORS_PATH_ENV = "BIZON_CONNECTORS_PATH"
 _IMPORT_ROOT = "bizon_connectors"
 _ENUM_BASES = {"Enum", "StrEnum", "IntEnum"}
+#: SDK bases that implement `get_records_after` and take their streams from `endpoints`.
+_REST_BASES = frozenset({"RestSource", "RestApiSource"})
 
 
 class ConnectorKind(StrEnum):
@@ -50,7 +52,7 @@ class ConnectorKind(StrEnum):
     def base_classes(self) -> frozenset[str]:
         """Names of the SDK's base classes a connector class of this kind extends."""
         if self is ConnectorKind.SOURCE:
-            return frozenset({"AbstractSource"})
+            return frozenset({"AbstractSource", *_REST_BASES})
         return frozenset({"AbstractDestination", "StagedSqlDestination"})
 
 
@@ -177,7 +179,8 @@ def _inspect(kind: ConnectorKind, name: str, path: Path) -> ConnectorInfo | None
         class_name=cls.name,
         docstring=ast.get_docstring(cls),
         streams=_static_streams(lineage, _enums(path.parent)),
-        supports_incremental=any(_defines(c, "get_records_after") for c in lineage),
+        supports_incremental=any(_defines(c, "get_records_after") for c in lineage)
+        or package.extends(_ClassRef(module, cls), _REST_BASES),
     )
 
 
@@ -454,7 +457,21 @@ def _static_streams(
                 if len(returns) == 1 and returns[0].value is not None:
                     return _evaluate_streams(returns[0].value, enums)
                 return None
+            if _assigns(node, "endpoints") and isinstance(node.value, ast.Dict):
+                # A RestSource: its streams are the keys of `endpoints = {...}`.
+                keys = [_evaluate_member(k, enums) if k else None for k in node.value.keys]
+                return None if None in keys else tuple(keys)  # type: ignore[arg-type]
     return None
+
+
+def _assigns(node: ast.stmt, name: str) -> bool:
+    if isinstance(node, ast.Assign):
+        return any(isinstance(t, ast.Name) and t.id == name for t in node.targets)
+    return (
+        isinstance(node, ast.AnnAssign)
+        and isinstance(node.target, ast.Name)
+        and (node.target.id == name)
+    )
 
 
 def _evaluate_streams(expr: ast.expr, enums: dict[str, dict[str, str]]) -> tuple[str, ...] | None:

@@ -21,10 +21,11 @@ import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urljoin
 
 import requests
+from pydantic import BaseModel, ConfigDict, Field
 
 from bizon_core.errors import RecordError
 from bizon_core.source.models import SourceRecord
@@ -63,12 +64,13 @@ class PageDecision:
         return not self.next_pagination
 
 
-_MISSING = object()
+#: What `json_path` returns when the path is absent (a JSON `null` is None).
+MISSING = object()
 
 
 def json_path(body: Any, path: str) -> Any:
     """The value at a dotted `path` of a JSON body (`"meta.next"`, `"pages.0.url"`), or
-    `_MISSING` if a key or index along it is absent."""
+    `MISSING` if a key or index along it is absent."""
     value = body
     for part in path.split("."):
         if isinstance(value, dict) and part in value:
@@ -76,12 +78,18 @@ def json_path(body: Any, path: str) -> Any:
         elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
             value = value[int(part)]
         else:
-            return _MISSING
+            return MISSING
     return value
 
 
-class Paginator(ABC):
-    """Base of the paginators: `request` builds the next request, `next_page` decides."""
+class Paginator(BaseModel, ABC):
+    """Base of the paginators: `request` builds the next request, `next_page` decides.
+
+    Paginators are frozen pydantic models, so a declarative config (`{type: cursor,
+    cursor_path: meta.next}`) builds the same objects as Python code does.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     def params(self, pagination: Pagination | None) -> dict[str, Any]:
         """The query parameters a request for `pagination` (None or `{}`: the first page) adds."""
@@ -122,21 +130,23 @@ def _has_more_false(body: Any, has_more_path: str | None) -> bool:
     return has_more_path is not None and json_path(body, has_more_path) is False
 
 
-@dataclass(frozen=True)
 class SinglePagePaginator(Paginator):
     """One request is all there is."""
+
+    type: Literal["single_page"] = "single_page"
 
     def _decide(self, pagination, response, body, records) -> PageDecision:
         return PageDecision.stop(StopReason.SINGLE_PAGE)
 
 
-@dataclass(frozen=True)
 class CursorPaginator(Paginator):
     """A token in the body (at `cursor_path`) sent back as the query parameter `param`.
 
     Stops when the token is missing, null or empty, or, given `has_more_path`, when the
     body says `false` there.
     """
+
+    type: Literal["cursor"] = "cursor"
 
     cursor_path: str = "next_cursor"
     param: str = "cursor"
@@ -149,7 +159,7 @@ class CursorPaginator(Paginator):
         if _has_more_false(body, self.has_more_path):
             return PageDecision.stop(StopReason.HAS_MORE_FALSE)
         token = json_path(body, self.cursor_path)
-        if token is _MISSING:
+        if token is MISSING:
             return PageDecision.stop(StopReason.TOKEN_MISSING)
         if token is None or token == "":
             return PageDecision.stop(StopReason.TOKEN_EMPTY)
@@ -172,25 +182,27 @@ class _UrlPaginator(Paginator):
         return PageDecision({"next_url": urljoin(response.url, next_url)})
 
 
-@dataclass(frozen=True)
 class NextUrlPaginator(_UrlPaginator):
     """The next page's URL in the body at `next_url_path`; stops when it is missing, null
     or empty."""
+
+    type: Literal["next_url"] = "next_url"
 
     next_url_path: str = "next"
 
     def _decide(self, pagination, response, body, records) -> PageDecision:
         next_url = json_path(body, self.next_url_path)
-        if next_url is _MISSING:
+        if next_url is MISSING:
             return PageDecision.stop(StopReason.TOKEN_MISSING)
         if not next_url:
             return PageDecision.stop(StopReason.TOKEN_EMPTY)
         return self._follow(response, next_url)
 
 
-@dataclass(frozen=True)
 class LinkHeaderPaginator(_UrlPaginator):
     """The next page's URL in the RFC 5988 `Link` header (`rel="next"`); stops without one."""
+
+    type: Literal["link_header"] = "link_header"
 
     rel: str = "next"
 
@@ -214,7 +226,6 @@ def _total(body: Any, path: str | None) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-@dataclass(frozen=True)
 class OffsetPaginator(Paginator):
     """`offset_param` and `limit_param` query parameters, `limit` records a page.
 
@@ -222,7 +233,9 @@ class OffsetPaginator(Paginator):
     offset reaches the total the body gives there.
     """
 
-    limit: int = 100
+    type: Literal["offset"] = "offset"
+
+    limit: int = Field(default=100, ge=1)
     offset_param: str = "offset"
     limit_param: str = "limit"
     total_path: str | None = None
@@ -241,7 +254,6 @@ class OffsetPaginator(Paginator):
         return PageDecision({"offset": offset})
 
 
-@dataclass(frozen=True)
 class PageNumberPaginator(Paginator):
     """`page_param` and `size_param` query parameters, pages counted from `first_page`.
 
@@ -249,7 +261,9 @@ class PageNumberPaginator(Paginator):
     on the last page of the count the body gives there.
     """
 
-    page_size: int = 100
+    type: Literal["page_number"] = "page_number"
+
+    page_size: int = Field(default=100, ge=1)
     page_param: str = "page"
     size_param: str = "per_page"
     first_page: int = 1
@@ -269,12 +283,13 @@ class PageNumberPaginator(Paginator):
         return PageDecision({"page": page + 1})
 
 
-@dataclass(frozen=True)
 class KeysetPaginator(Paginator):
     """The last record's `id_field` sent as `param` (Stripe's `starting_after`).
 
     Stops on an empty page or, given `has_more_path`, when the body says `false` there.
     """
+
+    type: Literal["keyset"] = "keyset"
 
     id_field: str = "id"
     param: str = "starting_after"
@@ -295,3 +310,16 @@ class KeysetPaginator(Paginator):
                 f"(KeysetPaginator id_field)"
             )
         return PageDecision({self.param: last.data[self.id_field]})
+
+
+#: Any of the paginators above, chosen by its `type` (for configs).
+PaginatorConfig = Annotated[
+    SinglePagePaginator
+    | CursorPaginator
+    | NextUrlPaginator
+    | LinkHeaderPaginator
+    | OffsetPaginator
+    | PageNumberPaginator
+    | KeysetPaginator,
+    Field(discriminator="type"),
+]

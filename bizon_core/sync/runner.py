@@ -170,6 +170,7 @@ class _StreamRun:
         self.label = f"source '{key.source}' stream '{stream}'"
         self._highest = HighestCursor(self.source_config.cursor_field, self.label)
         self._writes = 0
+        self._previous_state: dict[str, Any] = {}
         #: Pages written in the background, not yet durable (see `DurableUpTo`).
         self._pending: list[_Written] = []
         self._last: _Written | None = None
@@ -252,7 +253,9 @@ class _StreamRun:
     ) -> None:
         if fetched_after is not None:
             state = SourceIncrementalState(
-                last_run=fetched_after, cursor_field=self.source_config.cursor_field
+                last_run=fetched_after,
+                cursor_field=self.source_config.cursor_field,
+                state=self._previous_state,
             )
 
             def fetch(pagination: dict | None):
@@ -408,9 +411,13 @@ class _StreamRun:
     def _fetch_after(self, mode: SourceSyncModes, checkpoint: Checkpoint | None) -> datetime | None:
         if mode is not SourceSyncModes.INCREMENTAL:
             return None
+        last = self.store.last_success(self.key)
+        # The source is told the previous run's state (`max_cursor`), and the new state
+        # keeps it when this run fetches nothing later.
+        self._previous_state = last.state if last is not None else {}
+        self._highest.resume(self._previous_state)
         if checkpoint is not None:
             return checkpoint.source_last_run
-        last = self.store.last_success(self.key)
         if last is None:
             logger.info("%s: no previous successful run; fetching everything", self.label)
             return None

@@ -19,7 +19,11 @@ Endpoints, for a collection `c` (records in id order, `updated_after` keeps the 
     GET  /offset/c?offset=O&limit=L&updated_after=ISO  {"items", "total", "offset"}
     GET  /page/c?page=P&per_page=L&updated_after=ISO   {"items", "page", "total_pages"}
     GET  /next_url/c?limit=L&after=ID&updated_after=ISO {"items", "next": absolute URL | null}
+    GET  /link/c?page=P&per_page=L&updated_after=ISO   [...], Link: <...page=P+1>; rel="next"
+    GET  /keyset/c?limit=L&starting_after=ID&updated_after=ISO
+                                                       {"object": "list", "data", "has_more"}
     GET  /count/c?updated_after=ISO                    {"count"}
+    GET  /<style>/p/ID/c?...  the records of `c` whose `parent_id` is ID (404 if no p ID)
     GET  /records?page_size=L&cursor=X&updated_after=ISO[&collection=users]
                                                        {"results", "next_cursor", "has_more"}
     POST /oauth/token  (form: client_credentials or refresh_token grant)
@@ -67,6 +71,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import orjson
 
 Records = list[dict[str, Any]]
+#: What an endpoint answers: the body, or the body and headers.
+Answer = Any
 HOST = "127.0.0.1"
 DEFAULT_LIMIT = 100
 _EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
@@ -488,6 +494,28 @@ def _results_endpoint(records: Records, query: dict[str, str], url: str) -> dict
     return {"results": page["items"], "next_cursor": cursor, "has_more": cursor is not None}
 
 
+def _link_endpoint(records: Records, query: dict[str, str], url: str) -> Answer:
+    """GitHub's shape: the body is the list; the next page is in the `Link` header."""
+    page = _int_param(query, "page", 1, 1)
+    per_page = _int_param(query, "per_page", DEFAULT_LIMIT, 1)
+    start = (page - 1) * per_page
+    links = []
+    if start + per_page < len(records):
+        links.append(f'<{url}?{urlencode({**query, "page": page + 1})}>; rel="next"')
+    if page > 1:
+        links.append(f'<{url}?{urlencode({**query, "page": page - 1})}>; rel="prev"')
+    return records[start : start + per_page], {"Link": ", ".join(links)} if links else {}
+
+
+def _keyset_endpoint(records: Records, query: dict[str, str], _url: str) -> dict[str, Any]:
+    """Stripe's shape: `starting_after` an id, `{"object": "list", "data", "has_more"}`."""
+    limit = _int_param(query, "limit", DEFAULT_LIMIT, 1)
+    if query.get("starting_after"):
+        after = query["starting_after"]
+        records = _after_id(records, int(after) if after.isdigit() else after)
+    return {"object": "list", "data": records[:limit], "has_more": len(records) > limit}
+
+
 def _count_endpoint(records: Records, _query: dict[str, str], _url: str) -> dict[str, Any]:
     return {"count": len(records)}
 
@@ -497,6 +525,8 @@ _ENDPOINTS = {
     "offset": _offset_endpoint,
     "page": _page_endpoint,
     "next_url": _next_url_endpoint,
+    "link": _link_endpoint,
+    "keyset": _keyset_endpoint,
     "count": _count_endpoint,
     "results": _results_endpoint,
 }
@@ -535,8 +565,9 @@ class _ApiHandler(_QuietHandler):
             status, payload = self._route(url.path, query, body)
         except _ApiError as error:
             status, payload = error.status, {"error": str(error)}
+        payload, headers = payload if isinstance(payload, tuple) else (payload, {})
         self._send_payload(
-            status, payload, {}, truncate=fault is not None and fault.kind == "truncate"
+            status, payload, headers, truncate=fault is not None and fault.kind == "truncate"
         )
 
     def _route(self, path: str, query: dict[str, str], body: bytes) -> tuple[int, Any]:
@@ -550,6 +581,10 @@ class _ApiHandler(_QuietHandler):
         if not server._authorized(self.headers):
             return 401, {"error": "unauthorized"}
         style, _, collection = path.strip("/").partition("/")
+        parent = None
+        if collection.count("/") == 2:  # a child collection: parent/ID/child
+            parent_collection, parent_id, collection = collection.split("/")
+            parent = (parent_collection, parent_id)
         if path == "/records":  # the guide's endpoint: GET {BASE_URL}/records, users by default
             style, collection = "results", query.get("collection", "users")
         endpoint = _ENDPOINTS.get(style)
@@ -563,6 +598,14 @@ class _ApiHandler(_QuietHandler):
             raise _ApiError(404, f"no such collection {collection!r}") from None
         except ValueError:
             raise _ApiError(400, f"invalid updated_after {updated_after!r}") from None
+        if parent is not None:
+            try:
+                parents = server.api.records(parent[0])
+            except KeyError:
+                raise _ApiError(404, f"no such collection {parent[0]!r}") from None
+            if not any(str(r["id"]) == parent[1] for r in parents):
+                raise _ApiError(404, f"no {parent[0]} {parent[1]!r}")
+            records = [r for r in records if str(r.get("parent_id")) == parent[1]]
         return 200, endpoint(records, query, f"{server.url}{path}")
 
     def _send_payload(

@@ -123,6 +123,19 @@ def test_the_highest_cursor_of_a_full_fetch_is_recorded(server, api, write_pipel
     assert store.last_success(KEY).state["max_cursor"] == highest.isoformat()
 
 
+def test_a_run_that_finds_nothing_new_keeps_the_highest_cursor(server, api, write_pipeline, store):
+    pipeline = load_pipeline(
+        write_pipeline(
+            {"base_url": server.url, "sync_mode": "incremental", "cursor_field": "updated_at"}
+        )
+    )
+    run_stream(pipeline, "users", store)
+    highest = store.last_success(KEY).state["max_cursor"]
+    second = run_stream(pipeline, "users", store)
+    assert second.records == 0
+    assert store.last_success(KEY).state == {"max_cursor": highest}
+
+
 def test_the_highest_cursor_of_a_resumed_run_counts_the_pages_before_the_failure(
     server, api, write_pipeline, store
 ):
