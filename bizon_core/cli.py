@@ -80,7 +80,11 @@ def _parser() -> argparse.ArgumentParser:
     stream_list = stream_commands.add_parser(
         "list", help="list a source's streams", parents=[common]
     )
-    stream_list.add_argument("source", help="source name, as `bizon source list` shows it")
+    stream_list.add_argument(
+        "source",
+        help="source name, as `bizon source list` shows it, or a pipeline YAML file "
+        "(for a source whose streams are declared in its config, like rest_api)",
+    )
     stream_list.set_defaults(handler=_stream_list)
 
     run = commands.add_parser("run", help="run a pipeline", parents=[common])
@@ -112,7 +116,11 @@ def _source_list(args: argparse.Namespace) -> int:
     rows = [
         (
             info.name,
-            str(len(info.streams)) if info.streams is not None else "?",
+            "in config"
+            if info.streams_in_config
+            else str(len(info.streams))
+            if info.streams is not None
+            else "?",
             "yes" if info.supports_incremental else "no",
             str(info.path.parent.parent),
         )
@@ -131,11 +139,20 @@ def _destination_list(args: argparse.Namespace) -> int:
 
 
 def _stream_list(args: argparse.Namespace) -> int:
-    info = get_connector(ConnectorKind.SOURCE, args.source)
-    streams = info.streams
-    if streams is None:
-        # streams() is computed at run time: only now, for this one source, do we import.
-        streams = tuple(load_connector_class(info).streams())
+    if args.source.endswith((".yml", ".yaml")):
+        pipeline = load_pipeline(args.source)
+        info, streams = pipeline.source_info, pipeline.declared_streams
+    else:
+        info = get_connector(ConnectorKind.SOURCE, args.source)
+        if info.streams_in_config:
+            raise ConfigError(
+                f"source '{info.name}' declares its streams in a pipeline's config: "
+                "run `bizon stream list PIPELINE.yml`"
+            )
+        streams = info.streams
+        if streams is None:
+            # streams() is computed at run time: only now, for this one source, do we import.
+            streams = tuple(load_connector_class(info).streams())
     mode = "incremental" if info.supports_incremental else "full refresh only"
     _print_table(("STREAM", "SYNC"), [(stream, mode) for stream in streams])
     return EXIT_OK

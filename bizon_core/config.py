@@ -146,6 +146,12 @@ class Pipeline:
     def streams(self) -> list[str]:
         return list(self.source_configs)
 
+    @property
+    def declared_streams(self) -> list[str]:
+        """Every stream the source offers with this config, not only those the pipeline runs."""
+        declared = self.source_class.available_streams(self.raw["source"])
+        return self.streams if declared is None else declared
+
     def masked(self) -> dict[str, Any]:
         """The pipeline config as written, with every secret replaced by `***`."""
         return mask(self.raw)
@@ -170,12 +176,12 @@ def pipeline_from_dict(data: Any, path: Path | None = None) -> Pipeline:
 
     source_info = get_connector(ConnectorKind.SOURCE, config.source.name)
     source_class = load_connector_class(source_info)
-    available = list(source_class.streams())
     source_raw = dict(resolved["source"])
+    available = source_class.available_streams(source_raw)
     source_raw.pop("streams", None)
     source_configs = {}
     for stream in config.source.stream_names:
-        if stream not in available:
+        if available is not None and stream not in available:
             raise ConfigError(
                 f"source.stream: unknown stream '{stream}' of source '{source_info.name}'; "
                 f"available: {', '.join(available)}"

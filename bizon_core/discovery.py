@@ -69,6 +69,8 @@ class ConnectorInfo:
     streams: tuple[str, ...] | None = None
     #: Whether the class implements `get_records_after` (sources only).
     supports_incremental: bool = False
+    #: Whether the streams are declared in a pipeline's config (`available_streams`).
+    streams_in_config: bool = False
 
 
 def builtin_connectors_dir() -> Path:
@@ -181,6 +183,7 @@ def _inspect(kind: ConnectorKind, name: str, path: Path) -> ConnectorInfo | None
         streams=_static_streams(lineage, _enums(path.parent)),
         supports_incremental=any(_defines(c, "get_records_after") for c in lineage)
         or package.extends(_ClassRef(module, cls), _REST_BASES),
+        streams_in_config=any(_defines(c, "available_streams") for c in lineage),
     )
 
 

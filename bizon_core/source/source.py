@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any
 
 import requests
 from requests.auth import AuthBase
@@ -53,6 +55,16 @@ class AbstractSource(ABC):
     @abstractmethod
     def get_config_class() -> type[SourceConfig]:
         """The `SourceConfig` subclass that validates this source's config."""
+
+    @classmethod
+    def available_streams(cls, source: Mapping[str, Any]) -> list[str] | None:
+        """The streams a pipeline may name, given its `source:` section as written.
+
+        `streams()` for most sources; a source whose streams are declared in its config
+        (like `rest_api`) reads them there, or returns None to let its config class
+        report what is missing.
+        """
+        return list(cls.streams())
 
     @abstractmethod
     def get_authenticator(self) -> AuthBase | None:

@@ -39,7 +39,10 @@ The benchmark server runs in its own process and serves pre-encoded pages
 
     python -m bizon_core.testing --bench-records 1000000 --page-size 1000 [--port 0]
 
-prints `READY http://127.0.0.1:PORT` and serves until SIGTERM or SIGINT.
+prints `READY http://127.0.0.1:PORT` and serves until SIGTERM or SIGINT. The demo API
+(`demo_api()`: users, and each user's orders) that the docs' examples read is served by
+
+    python -m bizon_core.testing --demo-api --port 8080 [--token TOKEN]
 """
 
 from __future__ import annotations
@@ -578,7 +581,7 @@ class _ApiHandler(_QuietHandler):
             return server._grant(dict(parse_qsl(body.decode())), self.headers.get("Authorization"))
         if self.command != "GET":
             raise _ApiError(405, f"{self.command} not allowed")
-        if not server._authorized(self.headers):
+        if not server._authorized(self.headers, query):
             return 401, {"error": "unauthorized"}
         style, _, collection = path.strip("/").partition("/")
         parent = None
@@ -654,7 +657,7 @@ class FakeApiServer(_LocalServer):
     """Serves a `FakeApi` over HTTP on 127.0.0.1 (see the module docstring for endpoints).
 
     - `required_headers`: every request but `/oauth/token` must carry these exact values,
-      or gets 401 `{"error": "unauthorized"}`;
+      or gets 401 `{"error": "unauthorized"}`; `required_query`: likewise, query parameters;
     - `require_oauth`: every request but `/oauth/token` must also carry
       `Authorization: Bearer <token>` with a token issued by `/oauth/token`, not expired;
     - `/oauth/token` takes the client credentials as form fields or HTTP basic auth and
@@ -668,6 +671,7 @@ class FakeApiServer(_LocalServer):
         *,
         port: int = 0,
         required_headers: dict[str, str] | None = None,
+        required_query: dict[str, str] | None = None,
         require_oauth: bool = False,
         client_id: str = "client-id",
         client_secret: str = "client-secret",
@@ -677,6 +681,7 @@ class FakeApiServer(_LocalServer):
         super().__init__(_ApiHandler, port)
         self.api = api if api is not None else FakeApi()
         self.required_headers = dict(required_headers or {})
+        self.required_query = dict(required_query or {})
         self.require_oauth = require_oauth
         self.client_id = client_id
         self.client_secret = client_secret
@@ -767,8 +772,10 @@ class FakeApiServer(_LocalServer):
                 return fault
         return None
 
-    def _authorized(self, headers: Any) -> bool:
+    def _authorized(self, headers: Any, query: dict[str, str]) -> bool:
         if any(headers.get(name) != value for name, value in self.required_headers.items()):
+            return False
+        if any(query.get(name) != value for name, value in self.required_query.items()):
             return False
         if not self.require_oauth:
             return True
@@ -860,16 +867,37 @@ class StaticPagesServer(_LocalServer):
         ]
 
 
+def demo_api(users: int = 50) -> FakeApi:
+    """Users, and orders of each user (`parent_id`): what the docs' examples read."""
+    api = FakeApi({"users": make_records(users)})
+    api.add(
+        "orders",
+        [
+            {**order, "parent_id": user}
+            for user in range(1, users + 1)
+            for order in make_records(user % 4, start_id=user * 100)
+        ],
+    )
+    return api
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Build the benchmark pages, print `READY <url>` and serve until SIGTERM or SIGINT."""
-    parser = argparse.ArgumentParser(description="Serve pre-encoded benchmark pages.")
-    parser.add_argument("--bench-records", type=int, required=True, help="records in all")
-    parser.add_argument("--page-size", type=int, default=1000, help="records per page")
+    """Serve benchmark pages or the demo API; print `READY <url>`; serve until SIGTERM/SIGINT."""
+    parser = argparse.ArgumentParser(description="Serve benchmark pages or the demo API.")
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--bench-records", type=int, help="benchmark pages: records in all")
+    mode.add_argument("--demo-api", action="store_true", help="the demo API of the docs")
+    parser.add_argument("--page-size", type=int, default=1000, help="benchmark records per page")
+    parser.add_argument("--token", help="demo API: require `Authorization: Bearer TOKEN`")
     parser.add_argument("--port", type=int, default=0, help="0 lets the OS choose")
     args = parser.parse_args(argv)
-    server = StaticPagesServer(
-        build_bench_pages(args.bench_records, args.page_size), port=args.port
-    )
+    server: _LocalServer
+    if args.demo_api:
+        required = {"Authorization": f"Bearer {args.token}"} if args.token else None
+        server = FakeApiServer(demo_api(), port=args.port, required_headers=required)
+    else:
+        pages = build_bench_pages(args.bench_records, args.page_size)
+        server = StaticPagesServer(pages, port=args.port)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"READY {server.url}", flush=True)
     try:
