@@ -26,7 +26,8 @@ import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from types import UnionType
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -217,10 +218,14 @@ def _validate(model: type[M], data: Any, prefix: tuple[str | int, ...]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc, prefix)) from None
+        raise ConfigError(describe_validation_error(exc, prefix, model)) from None
 
 
-def describe_validation_error(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> str:
+def describe_validation_error(
+    exc: ValidationError,
+    prefix: tuple[str | int, ...] = (),
+    model: type[BaseModel] | None = None,
+) -> str:
     """One line naming the first invalid field by its path; input values are never shown.
 
     An unknown field is named before a missing one, since a misspelt key causes both
@@ -229,7 +234,8 @@ def describe_validation_error(exc: ValidationError, prefix: tuple[str | int, ...
     """
     errors = exc.errors(include_url=False, include_input=False)
     first = min(errors, key=lambda error: error["type"] != "extra_forbidden")
-    location = format_path((*prefix, *(p for p in first["loc"] if not _is_union_tag(p))))
+    loc, _ = _walk(model, first["loc"])
+    location = format_path((*prefix, *loc))
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         message = "unknown field (check its spelling)"
@@ -238,13 +244,74 @@ def describe_validation_error(exc: ValidationError, prefix: tuple[str | int, ...
             for error in errors
             if error["type"] == "missing" and error["loc"][:-1] == first["loc"][:-1]
         ]
-        close = difflib.get_close_matches(str(first["loc"][-1]), missing, n=1)
+        name = str(first["loc"][-1])
+        close = difflib.get_close_matches(name, missing, n=1) or difflib.get_close_matches(
+            name, _known_fields(model, first["loc"]), n=1
+        )
         if close:
             message = f"unknown field (did you mean '{close[0]}'?)"
     elif first["type"] == "missing":
         message = "required field is missing"
     more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
     return f"{location}: {message}{more if len(errors) > 1 else ''}"
+
+
+def _walk(model: type[BaseModel] | None, loc: tuple[str | int, ...]) -> tuple[list, Any]:
+    """The location without union tags, and the annotation it leads to in `model`.
+
+    Follows `loc` through the model's fields (dicts, lists, optionals and unions, whose
+    member pydantic names by class or by discriminator value); without a model, tags
+    are recognised by their look.
+    """
+    clean: list[str | int] = []
+    current: Any = model
+    for part in loc:
+        members = _members(current)
+        step = next((m.model_fields[part].annotation for m in members if _has(m, part)), None)
+        if step is None and isinstance(part, str):
+            tagged = next((m for m in members if _is_member(m, part)), None)
+            if tagged is not None or (model is None and _is_union_tag(part)):
+                current = tagged
+                continue  # a union member's tag: not part of the path the user wrote
+        if step is None:
+            container = next((m for m in members if get_origin(m) in (dict, list)), None)
+            step = get_args(container)[-1] if container is not None else None
+        clean.append(part)
+        current = step
+    return clean, current
+
+
+def _known_fields(model: type[BaseModel] | None, loc: tuple[str | int, ...]) -> list[str]:
+    """The fields the model allows where the last part of `loc` was given."""
+    _, container = _walk(model, loc[:-1])
+    return [f for m in _members(container) if _is_model(m) for f in m.model_fields]
+
+
+def _members(annotation: Any) -> list[Any]:
+    """The types an annotation may hold: itself, or the members of its union/Annotated."""
+    if annotation is None:
+        return []
+    if get_origin(annotation) is Annotated:
+        return _members(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, UnionType):
+        return [m for arg in get_args(annotation) for m in _members(arg)]
+    return [annotation]
+
+
+def _is_model(member: Any) -> bool:
+    return isinstance(member, type) and issubclass(member, BaseModel)
+
+
+def _has(member: Any, part: str | int) -> bool:
+    return _is_model(member) and part in member.model_fields
+
+
+def _is_member(member: Any, tag: str) -> bool:
+    """Whether pydantic names `member` by `tag` in a union: its class or its `type` value."""
+    if not _is_model(member):
+        return False
+    field = member.model_fields.get("type")
+    return member.__name__ == tag or (field is not None and field.default == tag)
 
 
 def _is_union_tag(part: str | int) -> bool:

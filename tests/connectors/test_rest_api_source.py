@@ -184,7 +184,7 @@ def test_each_auth_type_reads_every_page(cli, write_pipeline, authentication, se
     [
         (
             {"endpoints": {"users": {"path": "cursor/users", "records_pth": "items"}}},
-            "source.endpoints.users.records_pth: unknown field",
+            "source.endpoints.users.records_pth: unknown field (did you mean 'records_path'?)",
         ),
         (
             {"endpoints": {"users": {"path": "x", "paginator": {"type": "cursr"}}}},
@@ -193,11 +193,11 @@ def test_each_auth_type_reads_every_page(cli, write_pipeline, authentication, se
         ),
         (
             {"paginator": {"type": "cursor", "cursor_pth": "next"}},
-            "source.paginator.cursor.cursor_pth: unknown field",
+            "source.paginator.cursor_pth: unknown field (did you mean 'cursor_path'?)",
         ),
         (
             {"paginator": {"type": "offset", "limit": 0}},
-            "source.paginator.offset.limit: Input should be greater than or equal to 1",
+            "source.paginator.limit: Input should be greater than or equal to 1",
         ),
         (
             {"endpoints": {"users": {"path": "x", "incremental": {"start": "yesterday"}}}},
