@@ -67,7 +67,7 @@ def rest_pipeline(write_pipeline, shop_server):
 
 def test_discovery_lists_the_endpoints_as_streams_without_importing():
     info = get_connector(ConnectorKind.SOURCE, "myapi_rest")
-    assert info.streams == ("users", "orders", "user_orders")
+    assert info.streams == ("users", "orders")
     assert info.supports_incremental
     assert info.class_name == "MyApiRestSource"
 
@@ -128,7 +128,20 @@ def test_max_cursor_start_sends_the_highest_value_loaded(shop_server):
 def test_child_stream_takes_each_parent_id_and_resumes_at_the_parent_it_stopped_at(
     cli, rest_pipeline, shop_server
 ):
-    path = rest_pipeline("user_orders")
+    path = rest_pipeline(
+        "user_orders",
+        name="rest_api",
+        endpoints={
+            "users": {"path": "cursor/users", "records_path": "items", "params": {"limit": 3}},
+            "user_orders": {
+                "path": "cursor/users/{user_id}/orders",
+                "records_path": "items",
+                "params": {"limit": 2},
+                "parent": {"stream": "users", "fields": {"user_id": "id"}},
+            },
+        },
+        paginator={"type": "cursor", "cursor_path": "next_cursor", "param": "cursor"},
+    )
     # User 5's orders fail for good: the run stops there with what it had.
     shop_server.inject(Fault(status=404, path="/cursor/users/5/orders", times=1))
     code, _, err = cli("run", path)
