@@ -1,4 +1,4 @@
-"""The README's PostgreSQL `dagster.yaml`, as written, on the suite's throw-away server."""
+"""The Dagster guide's PostgreSQL `dagster.yaml`, as written, on the suite's throw-away server."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ import pytest
 from bizon_core.testing.postgres import PostgresServer
 from bizon_dagster import bizon_assets
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "dagster.md"
 USERS = dg.AssetKey(["paged", "users"])
 
 
 def readme_instance_config() -> str:
-    """The yaml block of the README that starts with `# $DAGSTER_HOME/dagster.yaml`."""
+    """The yaml block of docs/dagster.md that starts with `# $DAGSTER_HOME/dagster.yaml`."""
     blocks = re.findall(
-        r"```yaml\n(# \$DAGSTER_HOME/dagster\.yaml\n.*?)```", README.read_text(), re.S
+        r"```yaml\n(# \$DAGSTER_HOME/dagster\.yaml\n.*?)```", GUIDE.read_text(), re.S
     )
     assert len(blocks) == 1
     return blocks[0]
@@ -29,7 +29,7 @@ def readme_instance_config() -> str:
 def postgres_home(
     postgres: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Path:
-    """DAGSTER_HOME holding the README's dagster.yaml, its variables set for the server."""
+    """DAGSTER_HOME holding the guide's dagster.yaml, its variables set for the server."""
     with psycopg.connect(autocommit=True, **postgres.admin) as admin:
         admin.execute("DROP DATABASE IF EXISTS dagster WITH (FORCE)")
         admin.execute(f'CREATE DATABASE dagster OWNER "{postgres.user}"')
