@@ -24,6 +24,7 @@ Endpoints, for a collection `c` (records in id order, `updated_after` keeps the 
                                                        {"object": "list", "data", "has_more"}
     GET  /count/c?updated_after=ISO                    {"count"}
     GET  /<style>/p/ID/c?...  the records of `c` whose `parent_id` is ID (404 if no p ID)
+    POST any of these: the parameters are the fields of a JSON object body
     GET  /records?page_size=L&cursor=X&updated_after=ISO[&collection=users]
                                                        {"results", "next_cursor", "has_more"}
     POST /oauth/token  (form: client_credentials or refresh_token grant)
@@ -579,7 +580,15 @@ class _ApiHandler(_QuietHandler):
             if self.command != "POST":
                 raise _ApiError(405, "use POST")
             return server._grant(dict(parse_qsl(body.decode())), self.headers.get("Authorization"))
-        if self.command != "GET":
+        if self.command == "POST":  # a search endpoint: the parameters are the JSON body
+            try:
+                fields = orjson.loads(body or b"{}")
+            except orjson.JSONDecodeError:
+                raise _ApiError(400, "the body is not JSON") from None
+            if not isinstance(fields, dict):
+                raise _ApiError(400, "the body is not a JSON object")
+            query = {**query, **{k: str(v) for k, v in fields.items()}}
+        elif self.command != "GET":
             raise _ApiError(405, f"{self.command} not allowed")
         if not server._authorized(self.headers, query):
             return 401, {"error": "unauthorized"}

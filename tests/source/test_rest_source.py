@@ -12,6 +12,7 @@ from bizon_core.discovery import ConnectorKind, get_connector
 from bizon_core.errors import ConfigError, SourceError
 from bizon_core.source.models import SourceIncrementalState
 from bizon_core.source.pagination import (
+    CursorPaginator,
     KeysetPaginator,
     LinkHeaderPaginator,
     OffsetPaginator,
@@ -176,6 +177,22 @@ def test_each_paginator_reads_every_record_once(shop_server, endpoint):
         ids += [r.id for r in page.records]
         pagination, requests_made = page.next_pagination, requests_made + 1
     assert ids == [str(i) for i in range(1, 8)] and requests_made == 3
+
+
+def test_a_post_endpoint_sends_params_and_cursor_in_the_json_body(shop_server):
+    endpoint = Endpoint(
+        path="cursor/users", method="POST", records_path="items", params={"limit": 3}
+    )
+    source = _source(shop_server, endpoint, paginator=CursorPaginator())
+    ids, pagination = [], None
+    while pagination != {}:
+        page = source.get(pagination)
+        ids += [r.id for r in page.records]
+        pagination = page.next_pagination
+    assert ids == [str(i) for i in range(1, 8)]
+    sent = [orjson.loads(r.body) for r in shop_server.requests]
+    assert sent[0] == {"limit": 3} and set(sent[1]) == {"limit", "cursor"}
+    assert all(r.method == "POST" and not r.query for r in shop_server.requests)
 
 
 def test_a_wrong_records_path_names_it_and_the_keys_found(shop_server):
