@@ -5,8 +5,9 @@ source (`bench`), a `RestSource` (`bench_rest`) and the declarative `rest_api` s
     python benchmarks/declarative.py --records 200000 --rounds 3
 
 Each round runs the three, in turn, into the file destination against the same local
-page server (its own process); the figures are the medians over the rounds, and the
-ratios are against the hand-written source measured in the same rounds.
+page server (its own process). Noise on a shared machine only ever adds time, so the
+figures are the best of the rounds (the median is shown too), and the ratios are against
+the hand-written source measured in the same rounds.
 """
 
 from __future__ import annotations
@@ -64,14 +65,17 @@ def main() -> int:
                 m = run_once(name, url, Path(tmp), args.records)
                 seconds[name].append(m.seconds)
                 cpu[name].append(m.cpu_seconds)
-    print(f"{args.records:,} records, {args.page_size:,} per page, median of {args.rounds} rounds")
-    print(f"{'source':<20} {'records/s':>12} {'seconds':>9} {'CPU s':>7} {'time vs get()':>14}")
-    baseline = statistics.median(seconds["hand-written get()"])
+    print(f"{args.records:,} records, {args.page_size:,} per page, best of {args.rounds} rounds")
+    header = f"{'source':<20} {'records/s':>12} {'seconds':>9} {'CPU s':>7} {'vs get()':>9}"
+    print(f"{header} {'median s':>9} {'vs get()':>9}")
+    best = {name: min(values) for name, values in seconds.items()}
+    median = {name: statistics.median(values) for name, values in seconds.items()}
+    baseline = "hand-written get()"
     for name in SOURCES:
-        wall = statistics.median(seconds[name])
         print(
-            f"{name:<20} {args.records / wall:>12,.0f} {wall:>9.2f} "
-            f"{statistics.median(cpu[name]):>7.2f} {wall / baseline - 1:>+14.1%}"
+            f"{name:<20} {args.records / best[name]:>12,.0f} {best[name]:>9.2f} "
+            f"{min(cpu[name]):>7.2f} {best[name] / best[baseline] - 1:>+9.1%} "
+            f"{median[name]:>9.2f} {median[name] / median[baseline] - 1:>+9.1%}"
         )
     return 0
 
