@@ -244,6 +244,13 @@ def test_a_wrong_key_gets_one_line_naming_it(cli, write_pipeline, change, fragme
     assert "Traceback" not in err
 
 
+def test_source_list_says_the_streams_are_in_the_config(cli):
+    code, out, _ = cli("source", "list")
+    assert code == 0
+    row = next(line.split() for line in out.splitlines() if line.startswith("rest_api "))
+    assert row[1:4] == ["in", "config", "yes"]
+
+
 def test_stream_list_reads_the_streams_of_a_pipeline(cli, example):
     code, out, _ = cli("stream", "list", example)
     assert code == 0
