@@ -329,7 +329,7 @@ class RecordedRequest:
         return dict(parse_qsl(self.body.decode()))
 
 
-class _LocalServer(ThreadingHTTPServer):
+class LocalServer(ThreadingHTTPServer):
     """A threaded HTTP server on 127.0.0.1, served from a background thread."""
 
     daemon_threads = True
@@ -400,11 +400,11 @@ class _LocalServer(ThreadingHTTPServer):
         self.stop()
 
 
-class _QuietHandler(BaseHTTPRequestHandler):
+class QuietHandler(BaseHTTPRequestHandler):
     """HTTP/1.1 keep-alive, no log line per request, no Nagle delay between header and body."""
 
     protocol_version = "HTTP/1.1"
-    server: _LocalServer
+    server: LocalServer
 
     def setup(self) -> None:
         super().setup()
@@ -536,7 +536,7 @@ _ENDPOINTS = {
 }
 
 
-class _ApiHandler(_QuietHandler):
+class _ApiHandler(QuietHandler):
     server: FakeApiServer
 
     def do_GET(self) -> None:
@@ -662,7 +662,7 @@ class _ApiHandler(_QuietHandler):
         self.connection.close()
 
 
-class FakeApiServer(_LocalServer):
+class FakeApiServer(LocalServer):
     """Serves a `FakeApi` over HTTP on 127.0.0.1 (see the module docstring for endpoints).
 
     - `required_headers`: every request but `/oauth/token` must carry these exact values,
@@ -836,7 +836,7 @@ def build_bench_pages(n_records: int, page_size: int) -> list[bytes]:
     return pages
 
 
-class _StaticHandler(_QuietHandler):
+class _StaticHandler(QuietHandler):
     server: StaticPagesServer
 
     def do_GET(self) -> None:
@@ -860,7 +860,7 @@ _NOT_FOUND = (
 )
 
 
-class StaticPagesServer(_LocalServer):
+class StaticPagesServer(LocalServer):
     """Serves pre-encoded bodies as fast as the stdlib allows: `GET /bench?page=N` -> `pages[N]`.
 
     No page parameter means page 0; anything else, or a page out of range, gets 404.
@@ -900,7 +900,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token", help="demo API: require `Authorization: Bearer TOKEN`")
     parser.add_argument("--port", type=int, default=0, help="0 lets the OS choose")
     args = parser.parse_args(argv)
-    server: _LocalServer
+    server: LocalServer
     if args.demo_api:
         required = {"Authorization": f"Bearer {args.token}"} if args.token else None
         server = FakeApiServer(demo_api(), port=args.port, required_headers=required)

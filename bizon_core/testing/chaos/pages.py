@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from bizon_core.testing.server import _LocalServer, _QuietHandler, make_records
+from bizon_core.testing.server import LocalServer, QuietHandler, make_records
 
 #: Called with the page number of each page request, before it is answered.
 PageHook = Callable[[int], None]
@@ -116,7 +116,7 @@ class Collection:
         return pages
 
 
-class _PagesHandler(_QuietHandler):
+class _PagesHandler(QuietHandler):
     server: GenerationsServer
 
     def do_GET(self) -> None:
@@ -149,7 +149,7 @@ class _PagesHandler(_QuietHandler):
         self.wfile.write(body)
 
 
-class GenerationsServer(_LocalServer):
+class GenerationsServer(LocalServer):
     """Serves a `Collection` on 127.0.0.1 (see the module docstring)::
 
     with GenerationsServer(Collection(200_000)) as server:

@@ -1,0 +1,7 @@
+"""Breaks 'streams': declares none."""
+
+from bizon_core.source.rest import RestSource
+
+
+class NoStreamsSource(RestSource):
+    endpoints = {}
