@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -17,8 +18,16 @@ from typing import TextIO
 
 from bizon_core.config import Pipeline, load_pipeline
 from bizon_core.destination.destination import WriteContext
-from bizon_core.discovery import ConnectorKind, discover, get_connector, load_connector_class
+from bizon_core.discovery import (
+    CONNECTORS_PATH_ENV,
+    ConnectorKind,
+    discover,
+    get_connector,
+    load_connector_class,
+)
 from bizon_core.errors import BizonError, ConfigError
+from bizon_core.scaffold.choices import AUTHS, PAGINATIONS
+from bizon_core.scaffold.writer import write_source
 from bizon_core.secrets import RedactingFilter, redact
 from bizon_core.sync.runner import RunProgress, RunResult, run_stream
 from bizon_core.sync.sqlite_store import SqliteStateStore
@@ -103,6 +112,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(handler=_run)
 
+    new = commands.add_parser("new", help="scaffold a connector", parents=[common])
+    new_commands = new.add_subparsers(dest="action", required=True, metavar="KIND")
+    new_source = new_commands.add_parser(
+        "source", help="a source on RestSource, with its example config and test", parents=[common]
+    )
+    new_source.add_argument("name", help="the source's name: lowercase, digits, underscores")
+    new_source.add_argument("--auth", choices=sorted(AUTHS), default="bearer")
+    new_source.add_argument("--pagination", choices=sorted(PAGINATIONS), default="cursor")
+    new_source.add_argument(
+        "--into",
+        type=Path,
+        default=None,
+        help="a connectors directory (on BIZON_CONNECTORS_PATH); default: the built-in one",
+    )
+    new_source.set_defaults(handler=_new_source)
+
     check = commands.add_parser(
         "check", help="validate a pipeline and test connections", parents=[common]
     )
@@ -155,6 +180,19 @@ def _stream_list(args: argparse.Namespace) -> int:
             streams = tuple(load_connector_class(info).streams())
     mode = "incremental" if info.supports_incremental else "full refresh only"
     _print_table(("STREAM", "SYNC"), [(stream, mode) for stream in streams])
+    return EXIT_OK
+
+
+def _new_source(args: argparse.Namespace) -> int:
+    folder = write_source(args.name, args.auth, args.pagination, args.into)
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        print(f"wrote {path}")
+    on_path = os.environ.get(CONNECTORS_PATH_ENV, "").split(os.pathsep)
+    if args.into is not None and str(args.into) not in on_path:
+        print(f"note: add {args.into} to {CONNECTORS_PATH_ENV} for bizon to find the source")
+    print("next: set base_url, the paths and records_path in src/source.py, then")
+    print(f"  bizon check {folder / 'config' / f'{args.name}.example.yml'}")
+    print(f"  python -m pytest {folder / 'tests'}")
     return EXIT_OK
 
 

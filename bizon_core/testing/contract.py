@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, ClassVar
 
 import orjson
@@ -51,7 +52,13 @@ import pytest
 from pydantic import ValidationError
 
 from bizon_core.config import describe_validation_error
-from bizon_core.discovery import ConnectorInfo, ConnectorKind, get_connector, load_connector_class
+from bizon_core.discovery import (
+    CONNECTORS_PATH_ENV,
+    ConnectorInfo,
+    ConnectorKind,
+    get_connector,
+    load_connector_class,
+)
 from bizon_core.errors import BizonError, PaginationLoopError
 from bizon_core.source.config import SourceConfig
 from bizon_core.source.incremental import cursor_instant
@@ -330,9 +337,23 @@ class SourceContract:
         if "stream" in metafunc.fixturenames:
             streams = self.streams
             if streams is None:
-                info = get_connector(ConnectorKind.SOURCE, self.source)
-                streams = info.streams or load_connector_class(info).streams()
+                saved = os.environ.get(CONNECTORS_PATH_ENV)
+                os.environ[CONNECTORS_PATH_ENV] = _with_own_dir(Path(metafunc.definition.path))
+                try:
+                    info = get_connector(ConnectorKind.SOURCE, self.source)
+                    streams = info.streams or load_connector_class(info).streams()
+                finally:
+                    if saved is None:
+                        del os.environ[CONNECTORS_PATH_ENV]
+                    else:
+                        os.environ[CONNECTORS_PATH_ENV] = saved
             metafunc.parametrize("stream", list(streams))
+
+    @pytest.fixture(autouse=True)
+    def _own_connectors_dir(self, request: pytest.FixtureRequest, monkeypatch: Any) -> None:
+        """A test in `<dir>/sources/<name>/tests/` finds its connector: `<dir>` goes first
+        on `BIZON_CONNECTORS_PATH`."""
+        monkeypatch.setenv(CONNECTORS_PATH_ENV, _with_own_dir(Path(request.path)))
 
     @pytest.fixture
     def source_config(self) -> dict[str, Any]:
@@ -369,6 +390,15 @@ class SourceContract:
         if self.no_faults_because:
             pytest.skip(self.no_faults_because)
         check_survives_faults(subject, stream)
+
+
+def _with_own_dir(test_file: Path) -> str:
+    """`BIZON_CONNECTORS_PATH` with the connectors directory of `test_file` first, when the
+    test is laid out as `<dir>/sources/<name>/tests/test_*.py`."""
+    paths = list(filter(None, os.environ.get(CONNECTORS_PATH_ENV, "").split(os.pathsep)))
+    if test_file.parent.name == "tests" and test_file.parents[2].name == "sources":
+        paths.insert(0, str(test_file.parents[3]))
+    return os.pathsep.join(paths)
 
 
 def _after(record: SourceRecord, cursor_field: str, moment: datetime) -> bool:

@@ -1,0 +1,1 @@
+"""`bizon new source`: a new connector from templates."""
