@@ -29,8 +29,9 @@ from bizon_core.errors import BizonError, ConfigError
 from bizon_core.scaffold.choices import AUTHS, PAGINATIONS
 from bizon_core.scaffold.writer import write_source
 from bizon_core.secrets import RedactingFilter, redact
+from bizon_core.sync.explain import explain_stream
 from bizon_core.sync.runner import RunProgress, RunResult, run_stream
-from bizon_core.sync.sqlite_store import SqliteStateStore
+from bizon_core.sync.sqlite_store import SqliteStateStore, default_state_path
 
 logger = logging.getLogger("bizon_core.cli")
 
@@ -109,6 +110,18 @@ def _parser() -> argparse.ArgumentParser:
         action="store_false",
         dest="resume",
         help="start over instead of resuming a failed run from its checkpoint",
+    )
+    run.add_argument(
+        "--explain",
+        action="store_true",
+        help="show each request, answer, retry and page decision; write nothing, save no state",
+    )
+    run.add_argument(
+        "--max-records",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --explain: stop after N records",
     )
     run.set_defaults(handler=_run)
 
@@ -199,6 +212,10 @@ def _new_source(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     pipeline = load_pipeline(args.config)
     streams = _selected_streams(pipeline, args.streams)
+    if args.max_records is not None and not args.explain:
+        raise ConfigError("--max-records goes with --explain")
+    if args.explain:
+        return _explain(pipeline, streams, args.state, args.max_records)
     store = SqliteStateStore(args.state)
     failures = 0
     for stream in streams:
@@ -217,6 +234,16 @@ def _run(args: argparse.Namespace) -> int:
         progress.close()
         print(_summary(result), flush=True)
     return EXIT_FAILED if failures else EXIT_OK
+
+
+def _explain(
+    pipeline: Pipeline, streams: list[str], state: Path | None, max_records: int | None
+) -> int:
+    path = state or default_state_path()
+    store = SqliteStateStore(path) if path.exists() else None
+    for stream in streams:
+        explain_stream(pipeline, stream, store, sys.stdout, max_records)
+    return EXIT_OK
 
 
 def _check(args: argparse.Namespace) -> int:

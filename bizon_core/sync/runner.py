@@ -125,6 +125,25 @@ ProgressCallback = Callable[[RunProgress], None]
 
 
 @dataclass(frozen=True)
+class RunPlan:
+    """What a run of a stream is to fetch, before it starts."""
+
+    mode: SourceSyncModes
+    #: The `last_run` an incremental run fetches after (lookback applied); None: everything.
+    fetched_after: datetime | None
+    #: The checkpoint a resumed run continues from.
+    checkpoint: Checkpoint | None
+    #: The state of the last successful run (`max_cursor`), told to the source.
+    previous_state: dict[str, Any]
+
+
+def plan_stream(pipeline: Pipeline, stream: str, store: StateStore, resume: bool = True) -> RunPlan:
+    """What `run_stream` would fetch now, read from `store` without changing it."""
+    key = StreamKey(pipeline.name, pipeline.source_info.name, stream)
+    return _StreamRun(pipeline, stream, key, store, None).plan(resume)
+
+
+@dataclass(frozen=True)
 class _Written:
     """Where the run is after a page is written: what a checkpoint of that page records."""
 
@@ -177,7 +196,8 @@ class _StreamRun:
         self._checkpoint_interval: float = getattr(store, "checkpoint_interval", 0.0)
         self._last_checkpoint: float | None = None  # monotonic time of the last one
 
-    def run(self, resume: bool) -> RunResult:
+    def plan(self, resume: bool) -> RunPlan:
+        """What the run is to fetch, read from the store without changing it."""
         mode = self._effective_mode()
         if mode is SourceSyncModes.INCREMENTAL and self.source_config.cursor_field is None:
             logger.warning(
@@ -190,9 +210,14 @@ class _StreamRun:
         if checkpoint is not None and checkpoint.sync_mode != mode:
             logger.info("%s: ignoring a checkpoint of a %s run", self.label, checkpoint.sync_mode)
             checkpoint = None
+        fetched_after = self._fetch_after(mode, checkpoint)
+        return RunPlan(mode, fetched_after, checkpoint, self._previous_state)
+
+    def run(self, resume: bool) -> RunResult:
+        plan = self.plan(resume)
+        mode, fetched_after, checkpoint = plan.mode, plan.fetched_after, plan.checkpoint
         run_id = checkpoint.run_id if checkpoint else uuid.uuid4().hex
         started_at = checkpoint.started_at if checkpoint else datetime.now(UTC)
-        fetched_after = self._fetch_after(mode, checkpoint)
         source = self._make_source()
         try:
             context = WriteContext(
