@@ -28,6 +28,7 @@ from bizon_core.discovery import (
 from bizon_core.errors import BizonError, ConfigError
 from bizon_core.scaffold.choices import AUTHS, PAGINATIONS
 from bizon_core.scaffold.writer import write_source
+from bizon_core.schema import schema_text
 from bizon_core.secrets import RedactingFilter, redact
 from bizon_core.sync.explain import explain_stream
 from bizon_core.sync.runner import RunProgress, RunResult, run_stream
@@ -125,6 +126,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(handler=_run)
 
+    schema = commands.add_parser(
+        "schema", help="print the JSON Schema of pipeline YAMLs", parents=[common]
+    )
+    schema.add_argument("-o", "--output", type=Path, default=None, help="write it to this file")
+    schema.add_argument(
+        "--builtin-only",
+        action="store_true",
+        help="only the built-in connectors (the schema committed in schema/)",
+    )
+    schema.set_defaults(handler=_schema)
+
     new = commands.add_parser("new", help="scaffold a connector", parents=[common])
     new_commands = new.add_subparsers(dest="action", required=True, metavar="KIND")
     new_source = new_commands.add_parser(
@@ -193,6 +205,16 @@ def _stream_list(args: argparse.Namespace) -> int:
             streams = tuple(load_connector_class(info).streams())
     mode = "incremental" if info.supports_incremental else "full refresh only"
     _print_table(("STREAM", "SYNC"), [(stream, mode) for stream in streams])
+    return EXIT_OK
+
+
+def _schema(args: argparse.Namespace) -> int:
+    text = schema_text(builtin_only=args.builtin_only)
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        args.output.write_text(text)
+        print(f"wrote {args.output}")
     return EXIT_OK
 
 

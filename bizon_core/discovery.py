@@ -86,10 +86,11 @@ def connector_dirs() -> list[Path]:
     return [*extra, builtin_connectors_dir()]
 
 
-def discover(kind: ConnectorKind) -> dict[str, ConnectorInfo]:
-    """All connectors of `kind`, by name, found by parsing their files."""
+def discover(kind: ConnectorKind, dirs: list[Path] | None = None) -> dict[str, ConnectorInfo]:
+    """All connectors of `kind`, by name, found by parsing their files (in `dirs`, by
+    default `connector_dirs()`)."""
     found: dict[str, ConnectorInfo] = {}
-    for root in connector_dirs():
+    for root in connector_dirs() if dirs is None else dirs:
         folder = root / kind.folder
         if not folder.is_dir():
             continue

@@ -11,8 +11,11 @@ from string import Template
 from bizon_core.discovery import ConnectorKind, builtin_connectors_dir, discover
 from bizon_core.errors import ConfigError
 from bizon_core.scaffold.choices import AUTHS, PAGINATIONS
+from bizon_core.schema import committed_schema_path, schema_text
 
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
+#: The pipeline schema, from a built-in connector's config folder.
+_SCHEMA = "../../../../schema/pipeline.schema.json"
 
 
 def check_name(name: str) -> None:
@@ -74,10 +77,16 @@ def write_source(name: str, auth: str, pagination: str, into: Path | None = None
     if folder.exists():
         raise ConfigError(f"{folder}: already exists; nothing was written")
     rendered = render(name, auth, pagination)
+    if into is None:  # beside the repository's schema: editors complete the example
+        example = f"config/{name}.example.yml"
+        rendered[example] = f"# yaml-language-server: $schema={_SCHEMA}\n{rendered[example]}"
     for relative, text in rendered.items():
         path = folder / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
+    schema = committed_schema_path()
+    if into is None and schema.is_file():  # the checkout's schema now knows the new source
+        schema.write_text(schema_text(builtin_only=True))
     return folder
 
 
