@@ -14,8 +14,8 @@ from bizon_core.scaffold.choices import AUTHS, PAGINATIONS
 
 BIN = Path(sys.executable).parent
 PROJECT_CONFIG = Path(__file__).resolve().parents[2] / "pyproject.toml"
-#: Every auth with cursor paging, and every paging with bearer auth: each choice runs.
-RUN = sorted({(a, "cursor") for a in AUTHS} | {("bearer", p) for p in PAGINATIONS})
+#: Each auth paired with one paging, so that every choice of both runs once.
+RUN = list(zip(AUTHS, PAGINATIONS, strict=True))
 
 
 def generate(cli, into: Path, auth: str, pagination: str) -> Path:
