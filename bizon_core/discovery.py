@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 CONNECTORS_PATH_ENV = "BIZON_CONNECTORS_PATH"
 _IMPORT_ROOT = "bizon_connectors"
 _ENUM_BASES = {"Enum", "StrEnum", "IntEnum"}
-#: SDK bases that implement `get_records_after` and take their streams from `endpoints`.
+#: SDK bases whose streams are `endpoints`, incremental where an endpoint says so.
 _REST_BASES = frozenset({"RestSource", "RestApiSource"})
 
 
@@ -175,6 +175,7 @@ def _inspect(kind: ConnectorKind, name: str, path: Path) -> ConnectorInfo | None
     leaves = [c for c in candidates if id(c) not in ancestors] or candidates
     cls = leaves[-1]
     lineage = [ref.node for ref in package.lineage(_ClassRef(module, cls))]
+    in_config = any(_defines(c, "available_streams") for c in lineage)
     return ConnectorInfo(
         kind=kind,
         name=name,
@@ -183,8 +184,11 @@ def _inspect(kind: ConnectorKind, name: str, path: Path) -> ConnectorInfo | None
         docstring=ast.get_docstring(cls),
         streams=_static_streams(lineage, _enums(path.parent)),
         supports_incremental=any(_defines(c, "get_records_after") for c in lineage)
-        or package.extends(_ClassRef(module, cls), _REST_BASES),
-        streams_in_config=any(_defines(c, "available_streams") for c in lineage),
+        or in_config
+        or (
+            package.extends(_ClassRef(module, cls), _REST_BASES) and _declares_incremental(lineage)
+        ),
+        streams_in_config=in_config,
     )
 
 
@@ -466,6 +470,17 @@ def _static_streams(
                 keys = [_evaluate_member(k, enums) if k else None for k in node.value.keys]
                 return None if None in keys else tuple(keys)  # type: ignore[arg-type]
     return None
+
+
+def _declares_incremental(lineage: list[ast.ClassDef]) -> bool:
+    """Whether a RestSource's `endpoints` give an endpoint `incremental=...`."""
+    return any(
+        isinstance(keyword, ast.keyword) and keyword.arg == "incremental"
+        for cls in lineage
+        for node in cls.body
+        if _assigns(node, "endpoints")
+        for keyword in ast.walk(node)
+    )
 
 
 def _assigns(node: ast.stmt, name: str) -> bool:

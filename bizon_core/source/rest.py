@@ -178,6 +178,12 @@ class RestSource(AbstractSource):
         return cls.config_class
 
     @classmethod
+    def supports_incremental(cls) -> bool:
+        """Whether an endpoint declares `incremental`, or `get_records_after` is overridden."""
+        overridden = cls.get_records_after is not RestSource.get_records_after
+        return overridden or any(e.incremental is not None for e in cls.endpoints.values())
+
+    @classmethod
     def declared_endpoints(cls, config: RestSourceConfig) -> dict[str, Endpoint]:
         """The endpoints by stream name (the declarative source reads them from its config)."""
         return cls.endpoints

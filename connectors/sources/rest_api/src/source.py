@@ -63,6 +63,10 @@ class RestApiSource(RestSource):
         return list(endpoints) if isinstance(endpoints, Mapping) and endpoints else None
 
     @classmethod
+    def supports_incremental(cls) -> bool:
+        return True  # its endpoints, in the config, say how
+
+    @classmethod
     def declared_endpoints(cls, config: RestSourceConfig) -> dict[str, Endpoint]:
         return config.endpoints if isinstance(config, RestApiConfig) else {}
 
