@@ -9,6 +9,7 @@ create schemas, and the server must require passwords for the wrong-password tes
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,15 @@ def api() -> FakeApi:
 def server(api: FakeApi) -> Iterator[FakeApiServer]:
     with FakeApiServer(api) as running:
         yield running
+
+
+@pytest.fixture
+def myapi(server: FakeApiServer, monkeypatch: pytest.MonkeyPatch) -> FakeApiServer:
+    """The seed connector reads its BASE_URL when imported: import it afresh for this server."""
+    monkeypatch.setenv("MYAPI_BASE_URL", server.url)
+    for name in [m for m in sys.modules if m.startswith("bizon_connectors.sources.myapi")]:
+        monkeypatch.delitem(sys.modules, name)
+    return server
 
 
 @pytest.fixture

@@ -337,16 +337,10 @@ class SourceContract:
         if "stream" in metafunc.fixturenames:
             streams = self.streams
             if streams is None:
-                saved = os.environ.get(CONNECTORS_PATH_ENV)
-                os.environ[CONNECTORS_PATH_ENV] = _with_own_dir(Path(metafunc.definition.path))
-                try:
+                own_dir = _with_own_dir(Path(metafunc.definition.path))
+                with _environment({CONNECTORS_PATH_ENV: own_dir}):
                     info = get_connector(ConnectorKind.SOURCE, self.source)
                     streams = info.streams or load_connector_class(info).streams()
-                finally:
-                    if saved is None:
-                        del os.environ[CONNECTORS_PATH_ENV]
-                    else:
-                        os.environ[CONNECTORS_PATH_ENV] = saved
             metafunc.parametrize("stream", list(streams))
 
     @pytest.fixture(autouse=True)
@@ -419,19 +413,28 @@ def _placeholders(value: Any) -> Any:
 
 @contextmanager
 def _proxied(url: str) -> Iterator[None]:
-    names = ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy")
-    saved = {name: os.environ.get(name) for name in names}
-    os.environ.update(HTTP_PROXY=url, http_proxy=url)
-    for name in ("NO_PROXY", "no_proxy"):
-        os.environ.pop(name, None)
+    """Requests through the proxy at `url`, none bypassing it."""
+    with _environment({"HTTP_PROXY": url, "http_proxy": url, "NO_PROXY": None, "no_proxy": None}):
+        yield
+
+
+@contextmanager
+def _environment(values: dict[str, str | None]) -> Iterator[None]:
+    """Environment variables set (None: unset) for the block, then restored."""
+    saved = {name: os.environ.get(name) for name in values}
     try:
+        _set_environment(values)
         yield
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        _set_environment(saved)
+
+
+def _set_environment(values: dict[str, str | None]) -> None:
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 __all__ = [

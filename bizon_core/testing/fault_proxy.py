@@ -42,23 +42,14 @@ class _ProxyHandler(QuietHandler):
         fault = self.server._next_fault()
         if fault is not None:
             status, headers, payload = _FAULTS[fault]
-            self._answer(status, {**headers, "Content-Type": "application/json"}, payload)
+            self.send_answer(status, payload, {**headers, "Content-Type": "application/json"})
             return
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
         answer = self.server._pool.request(
             self.command, self.path, body=body, headers=headers, redirect=False, retries=False
         )
         relayed = {k: v for k, v in answer.headers.items() if k.lower() not in _HOP_BY_HOP}
-        self._answer(answer.status, relayed, answer.data)
-
-    def _answer(self, status: int, headers: dict[str, str], body: bytes) -> None:
-        self.send_response(status)
-        for name, value in headers.items():
-            if name.lower() != "content-length":
-                self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self.send_answer(answer.status, answer.data, relayed)
 
 
 class FaultProxy(LocalServer):

@@ -418,6 +418,16 @@ class QuietHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: nothing logged."""
 
+    def send_answer(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+        """Answer `status` with `headers` and `body`, its length counted here."""
+        self.send_response(status)
+        for name, value in headers.items():
+            if name.lower() != "content-length":
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
 
 class _ApiError(Exception):
     def __init__(self, status: int, message: str) -> None:

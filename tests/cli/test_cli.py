@@ -97,15 +97,6 @@ def test_check_reports_a_failed_connection(cli, write_pipeline):
     assert "stream 'users': connection FAILED" in out
 
 
-@pytest.fixture
-def myapi(server, monkeypatch):
-    """The seed connector reads its BASE_URL when imported: import it afresh for this server."""
-    monkeypatch.setenv("MYAPI_BASE_URL", server.url)
-    for name in [m for m in sys.modules if m.startswith("bizon_connectors.sources.myapi")]:
-        monkeypatch.delitem(sys.modules, name)
-    return server
-
-
 def test_seed_example_connector_runs_from_the_connectors_path(cli, myapi):
     example = REPO / "tests/fixtures/connectors/sources/myapi/config/myapi.example.yml"
     code, out, err = cli("check", example)

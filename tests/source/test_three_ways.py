@@ -4,7 +4,6 @@ full and incremental, from the same local API."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import orjson
@@ -18,13 +17,9 @@ WAYS = ("myapi", "myapi_rest", "rest_api")
 
 
 @pytest.fixture
-def myapi_server(server, monkeypatch):
-    """The seed connector reads its BASE_URL when imported: import it afresh for this server."""
-    monkeypatch.setenv("MYAPI_BASE_URL", server.url)
+def myapi_server(myapi, monkeypatch):
     monkeypatch.setenv("MYAPI_TOKEN", TOKEN)
-    for name in [m for m in sys.modules if m.startswith("bizon_connectors.sources.myapi")]:
-        monkeypatch.delitem(sys.modules, name)
-    return server
+    return myapi
 
 
 def pipeline(way: str, stream: str, server_url: str, tmp_path: Path) -> Path:

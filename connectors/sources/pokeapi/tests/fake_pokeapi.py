@@ -27,7 +27,7 @@ class _Handler(QuietHandler):
         self.server.paths.append(url.path)
         resource = url.path.removeprefix("/api/v2/").strip("/")
         if resource not in RESOURCES:
-            return self._send(404, b"Not Found", "text/plain")
+            return self.send_answer(404, b"Not Found", {"Content-Type": "text/plain"})
         query = dict(parse_qsl(url.query))
         offset, limit = int(query.get("offset", 0)), int(query.get("limit", 20))
         names = RESOURCES[resource]
@@ -45,14 +45,9 @@ class _Handler(QuietHandler):
                 for i, name in enumerate(names[offset : offset + limit])
             ],
         }
-        self._send(200, json.dumps(body).encode(), "application/json; charset=utf-8")
-
-    def _send(self, status: int, body: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self.send_answer(
+            200, json.dumps(body).encode(), {"Content-Type": "application/json; charset=utf-8"}
+        )
 
 
 class FakePokeApi(LocalServer):
