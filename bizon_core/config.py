@@ -188,9 +188,8 @@ def pipeline_from_dict(data: Any, path: Path | None = None) -> Pipeline:
                 f"available: {', '.join(available)}"
             )
         config_class = source_class.get_config_class()
-        source_configs[stream] = _validate(
-            config_class, {**source_raw, "stream": stream}, ("source",)
-        )
+        stream_config = _validate(config_class, {**source_raw, "stream": stream}, ("source",))
+        source_configs[stream] = source_class.with_default_cursor_field(stream_config)
 
     destination_info = get_connector(ConnectorKind.DESTINATION, config.destination.name)
     destination_class = load_connector_class(destination_info)

@@ -62,18 +62,30 @@ class HttpError(SourceError, requests.HTTPError):
         method: str = "",
         url: str = "",
         response: requests.Response | None = None,
+        summary: str | None = None,
     ) -> None:
         requests.HTTPError.__init__(self, message, response=response)
         self.status = status
         self.method = method
         self.url = url
+        #: The message without the excerpt of the body.
+        self.summary = summary or message
 
     def within(self, where: str) -> HttpError:
         """The same error, its message prefixed with `where` (the stream and page)."""
+        return self._copy(f"{where}: {self}", f"{where}: {self.summary}")
+
+    def with_detail(self, detail: str) -> HttpError:
+        """The same error, with `detail` (the API's own message, redacted) instead of the
+        excerpt of the body."""
+        return self._copy(f"{self.summary}: {detail}", self.summary)
+
+    def _copy(self, message: str, summary: str) -> HttpError:
         return HttpError(
-            f"{where}: {self}",
+            message,
             status=self.status,
             method=self.method,
             url=self.url,
             response=self.response,
+            summary=summary,
         )

@@ -24,6 +24,7 @@ from typing import Any
 
 from bizon_core.errors import RecordError
 from bizon_core.source.models import SourceIncrementalState, SourceRecord
+from bizon_core.source.pagination import MISSING, json_path
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,16 @@ def cursor_instant(
     )
 
 
+def cursor_value(data: dict[str, Any], field: str) -> Any:
+    """The record's value of `field`, a dotted path into nested objects (`commit.author.date`)
+    when no top-level field has that name; None when it has none."""
+    value = data.get(field)
+    if value is None and "." in field:
+        value = json_path(data, field)
+        return None if value is MISSING else value
+    return value
+
+
 def is_after(
     value: Any, last_run: datetime, *, record_id: str | None = None, field: str | None = None
 ) -> bool:
@@ -82,7 +93,7 @@ def records_after(
     last_run = _utc(source_state.last_run)
     kept = []
     for record in records:
-        value = record.data.get(field)
+        value = cursor_value(record.data, field)
         if value is None or cursor_instant(value, record_id=record.id, field=field) > last_run:
             kept.append(record)
     return kept
@@ -108,7 +119,7 @@ class HighestCursor:
         highest, parse = self.highest, datetime.fromisoformat
         try:
             for record in records:
-                value = record.data.get(field)
+                value = cursor_value(record.data, field)
                 if value is None:
                     continue
                 try:  # the common case inline: this runs for every record

@@ -41,6 +41,7 @@ class StopReason(StrEnum):
     EMPTY_PAGE = "empty page"
     SHORT_PAGE = "short page"
     TOTAL_REACHED = "total reached"
+    END_OF_RECORDS = "end of records"
     HAS_MORE_FALSE = "has_more false"
     TOKEN_MISSING = "token missing"
     TOKEN_EMPTY = "token null or empty"
@@ -229,8 +230,9 @@ def _total(body: Any, path: str | None) -> int | None:
 class OffsetPaginator(Paginator):
     """`offset_param` and `limit_param` query parameters, `limit` records a page.
 
-    Stops on an empty page, a page shorter than `limit`, or, given `total_path`, when the
-    offset reaches the total the body gives there.
+    Stops on an empty page, a page shorter than `limit`, given `total_path` when the
+    offset reaches the total the body gives there, and given `end_path` when the body says
+    `true` there (GBIF's `endOfRecords`).
     """
 
     type: Literal["offset"] = "offset"
@@ -239,12 +241,15 @@ class OffsetPaginator(Paginator):
     offset_param: str = "offset"
     limit_param: str = "limit"
     total_path: str | None = None
+    end_path: str | None = None
 
     def params(self, pagination: Pagination | None) -> dict[str, Any]:
         offset = (pagination or {}).get("offset", 0)
         return {self.offset_param: offset, self.limit_param: self.limit}
 
     def _decide(self, pagination, response, body, records) -> PageDecision:
+        if self.end_path is not None and json_path(body, self.end_path) is True:
+            return PageDecision.stop(StopReason.END_OF_RECORDS)
         if reason := _short_page(records, self.limit):
             return PageDecision.stop(reason)
         offset = pagination.get("offset", 0) + len(records)

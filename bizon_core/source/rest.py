@@ -36,7 +36,8 @@ import requests
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WrapValidator
 from requests.auth import AuthBase
 
-from bizon_core.errors import ConfigError, RecordError, SourceError
+from bizon_core.errors import ConfigError, HttpError, RecordError, SourceError
+from bizon_core.secrets import redact
 from bizon_core.source.auth.builder import AuthBuilder
 from bizon_core.source.config import SourceConfig
 from bizon_core.source.incremental import records_after
@@ -69,7 +70,9 @@ class Incremental(BaseModel):
     With `param`, the API filters: the parameter is sent with the start of the previous
     successful run (`start: last_run`) or the highest `cursor_field` value it loaded
     (`start: max_cursor`, falling back to `last_run` before one is known). Without
-    `param` (or with `client_filter: true`), records are filtered here on `cursor_field`.
+    `param` (or with `client_filter: true`), records are filtered here on `cursor_field`;
+    with `newest_first: true` too, the pages after the first record older than the start
+    are not fetched (an API that cannot filter but sorts by change time, newest first).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -89,6 +92,11 @@ class Incremental(BaseModel):
     )
     client_filter: bool = Field(
         default=False, description="Filter the answer on cursor_field here too."
+    )
+    newest_first: bool = Field(
+        default=False,
+        description="The API returns records newest first: filtering here, stop paging at "
+        "the first page that reaches the start.",
     )
 
     def value(self, moment: datetime) -> str | int:
@@ -158,6 +166,9 @@ class RestSource(AbstractSource):
     paginator: ClassVar[Paginator] = SinglePagePaginator()
     #: Headers sent with every request (e.g. an API version).
     headers: ClassVar[dict[str, str]] = {}
+    #: Dotted path of the message in the API's error bodies (e.g. `error.message`): an
+    #: HTTP error then shows that message instead of the start of the raw body.
+    error_message_path: ClassVar[str | None] = None
     config_class: ClassVar[type[RestSourceConfig]] = RestSourceConfig
 
     def __init__(self, config: RestSourceConfig):
@@ -182,6 +193,13 @@ class RestSource(AbstractSource):
         """Whether an endpoint declares `incremental`, or `get_records_after` is overridden."""
         overridden = cls.get_records_after is not RestSource.get_records_after
         return overridden or any(e.incremental is not None for e in cls.endpoints.values())
+
+    @classmethod
+    def default_cursor_field(cls, config: SourceConfig) -> str | None:
+        """The `cursor_field` of the stream's `incremental`, if it declares one."""
+        endpoint = cls.declared_endpoints(config).get(config.stream)  # type: ignore[arg-type]
+        incremental = endpoint.incremental if endpoint is not None else None
+        return incremental.cursor_field if incremental is not None else None
 
     @classmethod
     def declared_endpoints(cls, config: RestSourceConfig) -> dict[str, Endpoint]:
@@ -229,9 +247,16 @@ class RestSource(AbstractSource):
             state = source_state
             if state.cursor_field is None:
                 state = state.model_copy(update={"cursor_field": incremental.cursor_field})
-            page = SourceIteration(
-                records=records_after(page.records, state), next_pagination=page.next_pagination
-            )
+            records = records_after(page.records, state)
+            next_pagination = page.next_pagination
+            if incremental.newest_first and len(records) < len(page.records) and next_pagination:
+                logger.info(
+                    "stream '%s': reached records older than %s, newest first: no more pages",
+                    self.config.stream,
+                    state.last_run.isoformat(),
+                )
+                next_pagination = {}
+            page = SourceIteration(records=records, next_pagination=next_pagination)
         return page
 
     def _stream_page(
@@ -291,14 +316,27 @@ class RestSource(AbstractSource):
             self._url(endpoint, path_values), pagination, {**endpoint.params, **extra}
         )
         headers = self.request_headers() or None
-        if endpoint.method == "POST":
-            response = self.session.post(url, json=params, headers=headers)
-        else:
-            response = self.session.get(url, params=params, headers=headers)
+        try:
+            if endpoint.method == "POST":
+                # A source only reads: its POSTs are queries (search), safe to repeat.
+                response = self.session.post(url, json=params, headers=headers, retry=True)
+            else:
+                response = self.session.get(url, params=params, headers=headers)
+        except HttpError as exc:
+            raise self._with_api_message(exc) from None
         body = _json(response)
         records = self.parse_records(endpoint, response, body)
         decision: PageDecision = paginator.next_page(pagination, response, body, records)
         return SourceIteration(records=records, next_pagination=decision.next_pagination)
+
+    def _with_api_message(self, error: HttpError) -> HttpError:
+        if self.error_message_path is None or error.response is None:
+            return error
+        try:
+            message = json_path(error.response.json(), self.error_message_path)
+        except ValueError:
+            return error
+        return error.with_detail(redact(message)) if isinstance(message, str) else error
 
     def parse_records(
         self, endpoint: Endpoint, response: requests.Response, body: Any

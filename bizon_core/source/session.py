@@ -38,6 +38,8 @@ _MAX_BACKOFF_EXPONENT = 32
 _EXCERPT_LENGTH = 200
 _TEXT_TYPES = re.compile(r"^(application/([\w.+-]*\+)?json|text/plain)\b", re.IGNORECASE)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# A rate-limit reset above this is an epoch time (2001-09-09), below it seconds from now.
+_EPOCH_FROM = 1_000_000_000
 
 # The retries of the request being sent in this thread: set by `BizonSession`, read by
 # `JsonAdapter` (requests gives an adapter no per-request retries of its own).
@@ -147,11 +149,15 @@ class SessionRetry(Retry):
         exponent = min(n - 1, _MAX_BACKOFF_EXPONENT)
         return random.uniform(0, min(self.backoff_max, self.backoff_factor * 2**exponent))
 
+    def allows(self, method: str) -> bool:
+        """Whether `method` may be retried."""
+        return self.allowed_methods is None or method.upper() in self.allowed_methods
+
     def _next_wait(self, response: Any) -> float:
         if response is not None and self.respect_retry_after_header:
-            retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
-            if retry_after is not None:
-                return retry_after
+            wait = server_wait(response.headers)
+            if wait is not None:
+                return wait
         return self.get_backoff_time()
 
 
@@ -192,7 +198,8 @@ class JsonAdapter(HTTPAdapter):
 class BizonSession(requests.Session):
     """A `requests.Session` with a default timeout, retries and HTTP errors raised.
 
-    429, 500, 502, 503, 504, connection errors, read timeouts and bodies cut short are
+    429, 500, 502, 503, 504, a 403 that says it is a rate limit (see `server_wait`: GitHub
+    answers its rate limits so), connection errors, read timeouts and bodies cut short are
     retried up to `max_retries` times for idempotent methods (GET, HEAD, PUT, DELETE,
     OPTIONS, TRACE); other methods (POST, PATCH) only when the request could not be
     sent at all, unless the caller passes `retry=True`. See `SessionRetry` for the waits.
@@ -245,6 +252,11 @@ class BizonSession(requests.Session):
         while True:
             with _retrying(retries):
                 response = super().send(request, stream=True, **kwargs)
+            after_limit = _after_rate_limit(response, method)
+            if after_limit is not None:
+                retries = after_limit
+                retries.sleep()
+                continue
             if stream:
                 return response
             try:
@@ -337,6 +349,22 @@ def _after_broken_body(response: requests.Response, exc: requests.RequestExcepti
         raise exc from cause
 
 
+def _after_rate_limit(response: requests.Response, method: str) -> SessionRetry | None:
+    """The retries after a 403 that tells when to retry; None if it is not one, or when
+    there is to be no retry (the answer is then returned, and raised as `HttpError`)."""
+    if response.status_code != 403 or server_wait(response.headers) is None:
+        return None
+    retries = getattr(response.raw, "retries", None)
+    if not isinstance(retries, SessionRetry) or not retries.allows(method):
+        return None
+    try:
+        after = retries.increment(method, response.request.path_url, response=response.raw)
+    except MaxRetryError:
+        return None
+    response.close()
+    return after
+
+
 def _http_error(response: requests.Response) -> HttpError:
     """The `HttpError` of an answer of status 400 or more."""
     request = response.request
@@ -350,10 +378,13 @@ def _http_error(response: requests.Response) -> HttpError:
     if retried:
         message += f" after {retried} retr{'y' if retried == 1 else 'ies'}"
     excerpt = _excerpt(response)
-    if excerpt:
-        message += f": {excerpt}"
     return HttpError(
-        message, status=response.status_code, method=method, url=url, response=response
+        f"{message}: {excerpt}" if excerpt else message,
+        status=response.status_code,
+        method=method,
+        url=url,
+        response=response,
+        summary=message,
     )
 
 
@@ -365,6 +396,26 @@ def _excerpt(response: requests.Response) -> str:
     if len(text) > _EXCERPT_LENGTH:
         text = text[:_EXCERPT_LENGTH] + "…"
     return redact(text)
+
+
+def server_wait(headers: Any) -> float | None:
+    """Seconds the server asks to wait before the next request, or None if it does not.
+
+    `Retry-After` (seconds or an HTTP date), else, when `X-RateLimit-Remaining` is 0,
+    until `X-RateLimit-Reset` (epoch seconds as GitHub sends it, or seconds from now).
+    """
+    retry_after = _retry_after_seconds(headers.get("Retry-After"))
+    if retry_after is not None:
+        return retry_after
+    if headers.get("X-RateLimit-Remaining", "").strip() != "0":
+        return None
+    try:
+        reset = float(headers.get("X-RateLimit-Reset", ""))
+    except ValueError:
+        return None
+    if not math.isfinite(reset) or reset < 0:
+        return None
+    return max(0.0, reset - time.time()) if reset > _EPOCH_FROM else reset
 
 
 def _retry_after_seconds(value: str | None) -> float | None:

@@ -66,6 +66,20 @@ class AbstractSource(ABC):
         """
         return list(cls.streams())
 
+    @classmethod
+    def default_cursor_field(cls, config: SourceConfig) -> str | None:
+        """The stream's cursor field when the pipeline names none (a `RestSource`: its
+        endpoint's `incremental.cursor_field`)."""
+        return None
+
+    @classmethod
+    def with_default_cursor_field(cls, config: SourceConfig) -> SourceConfig:
+        """`config`, its `cursor_field` set to `default_cursor_field` when it has none."""
+        if config.cursor_field is not None:
+            return config
+        default = cls.default_cursor_field(config)
+        return config if default is None else config.model_copy(update={"cursor_field": default})
+
     @abstractmethod
     def get_authenticator(self) -> AuthBase | None:
         """The `requests` authenticator for `self.session`, or None."""

@@ -195,6 +195,21 @@ def test_a_post_endpoint_sends_params_and_cursor_in_the_json_body(shop_server):
     assert all(r.method == "POST" and not r.query for r in shop_server.requests)
 
 
+def test_a_post_endpoint_is_a_query_and_retried_after_a_429(shop_server):
+    shop_server.inject(Fault(status=429, headers={"Retry-After": "0"}))
+    endpoint = Endpoint(path="cursor/users", method="POST", records_path="items")
+    page = _source(shop_server, endpoint, paginator=CursorPaginator()).get()
+    assert [r.id for r in page.records] and len(shop_server.requests) == 2
+
+
+def test_the_endpoint_s_cursor_field_is_the_stream_s_default(shop_server):
+    endpoint = Endpoint(path="cursor/users", incremental=Incremental(cursor_field="updated_at"))
+    source = _source(shop_server, endpoint)
+    assert type(source).with_default_cursor_field(source.config).cursor_field == "updated_at"
+    named = source.config.model_copy(update={"cursor_field": "created_at"})
+    assert type(source).with_default_cursor_field(named).cursor_field == "created_at"
+
+
 def test_a_wrong_records_path_names_it_and_the_keys_found(shop_server):
     source = _source(shop_server, Endpoint(path="cursor/users", records_path="data"))
     with pytest.raises(SourceError, match=r"no list of records at records_path 'data'.*items"):

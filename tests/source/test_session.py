@@ -54,6 +54,56 @@ def test_429_waits_retry_after_http_date(scripted, caplog) -> None:
     assert message.startswith(f"GET {scripted.url}/x: HTTP 429; retry 1 of 5 in 1.")
 
 
+def test_a_403_with_retry_after_is_a_rate_limit_and_waited(scripted, caplog) -> None:
+    # GitHub's secondary rate limit, at the shipped defaults.
+    scripted.add("/x", 403, {"message": "secondary rate limit"}, headers={"Retry-After": "1"})
+    scripted.add("/x", 200, {"ok": True})
+    started = time.monotonic()
+    assert build_session().get(f"{scripted.url}/x").json() == {"ok": True}
+    assert time.monotonic() - started >= 1
+    assert retry_logs(caplog) == [f"GET {scripted.url}/x: HTTP 403; retry 1 of 5 in 1.00s"]
+
+
+@pytest.mark.parametrize("status", [403, 429])
+def test_an_exhausted_quota_waits_until_x_ratelimit_reset(scripted, caplog, status) -> None:
+    reset = int(time.time()) + 2  # epoch seconds, as GitHub sends: a wait of 1 to 2 s
+    limit = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset)}
+    scripted.add("/x", status, {"message": "API rate limit exceeded"}, headers=limit)
+    scripted.add("/x", 200, {"ok": True})
+    started = time.monotonic()
+    assert build_session().get(f"{scripted.url}/x").json() == {"ok": True}
+    assert time.monotonic() - started >= 0.9
+    [message] = retry_logs(caplog)
+    assert message.startswith(f"GET {scripted.url}/x: HTTP {status}; retry 1 of 5 in 1.")
+
+
+def test_a_403_that_is_no_rate_limit_is_raised_at_once(scripted) -> None:
+    headers = {"X-RateLimit-Remaining": "4999", "Content-Type": "application/json"}
+    scripted.add("/x", 403, {"message": "Resource not accessible"}, headers=headers)
+    with pytest.raises(HttpError, match=r"HTTP 403.*Resource not accessible"):
+        build_session().get(f"{scripted.url}/x")
+    assert len(scripted.requests) == 1
+
+
+def test_a_rate_limit_reset_beyond_max_retry_wait_is_raised_at_once(scripted, caplog) -> None:
+    reset = str(int(time.time()) + 3600)
+    limit = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset}
+    limit["Content-Type"] = "application/json"
+    scripted.add("/x", 403, {"message": "API rate limit exceeded"}, headers=limit)
+    with pytest.raises(HttpError, match=r"HTTP 403.*API rate limit exceeded"):
+        build_session().get(f"{scripted.url}/x")
+    assert len(scripted.requests) == 1
+    [message] = retry_logs(caplog)
+    assert "not retried" in message and "max_retry_wait (120s)" in message
+
+
+def test_a_post_is_not_resent_after_a_rate_limit_403_by_default(scripted) -> None:
+    scripted.add("/x", 403, headers={"Retry-After": "0"}).add("/x", 200)
+    with pytest.raises(HttpError):
+        build_session().post(f"{scripted.url}/x", json={})
+    assert len(scripted.requests) == 1
+
+
 @pytest.mark.parametrize("status", [500, 502, 503, 504])
 def test_server_errors_are_retried(scripted, status: int) -> None:
     scripted.add("/x", status).add("/x", status).add("/x", 200, {"n": 1})

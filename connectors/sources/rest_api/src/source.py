@@ -44,9 +44,6 @@ class RestApiConfig(RestSourceConfig):
                     raise ValueError(f"endpoints.{name}: parents loop ({' -> '.join(seen)})")
                 seen.append(parent)
                 endpoint = self.endpoints[parent]
-        incremental = self.endpoints[self.stream].incremental
-        if self.cursor_field is None and incremental is not None:
-            self.cursor_field = incremental.cursor_field
         return self
 
 
