@@ -168,7 +168,7 @@ def _source_list(args: argparse.Namespace) -> int:
             info.name,
             "in config"
             if info.streams_in_config
-            else str(len(info.streams))
+            else ",".join(info.streams)
             if info.streams is not None
             else "?",
             "yes" if info.supports_incremental else "no",

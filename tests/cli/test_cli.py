@@ -37,8 +37,8 @@ def test_source_list_shows_builtin_and_path_connectors(cli):
     code, out, _ = cli("source", "list")
     assert code == 0
     rows = {line.split()[0]: line.split() for line in out.splitlines()[1:]}
-    assert rows["dummy"][1:3] == ["2", "yes"]
-    assert rows["myapi"][1:3] == ["2", "yes"]
+    assert rows["dummy"][1:3] == ["creatures,plants", "yes"]
+    assert rows["myapi"][1:3] == ["users,orders", "yes"]
     assert "paged" in rows
 
 

@@ -59,7 +59,7 @@ def test_the_new_source_is_listed_and_its_example_validates(cli, tmp_path, monke
     monkeypatch.setenv("BIZON_CONNECTORS_PATH", str(tmp_path))
     code, out, _ = cli("source", "list")
     assert code == 0 and any(
-        line.split()[:3] == ["s_bearer_cursor", "2", "yes"] for line in out.splitlines()
+        line.split()[:3] == ["s_bearer_cursor", "users,orders", "yes"] for line in out.splitlines()
     )
     monkeypatch.setenv("S_BEARER_CURSOR_TOKEN", "t")
     code, out, _ = cli("check", folder / "config" / "s_bearer_cursor.example.yml")
