@@ -214,6 +214,10 @@ class RestSource(AbstractSource):
         """Headers added to every request."""
         return dict(self.headers)
 
+    def config_params(self, endpoint: Endpoint) -> dict[str, Any]:
+        """Parameters the config adds to the endpoint's own (e.g. a search filter)."""
+        return {}
+
     def get_authenticator(self) -> AuthBase | None:
         return AuthBuilder.from_config(self.config.authentication)
 
@@ -312,9 +316,8 @@ class RestSource(AbstractSource):
     ) -> SourceIteration:
         """Request one page of `endpoint` and turn it into records and the next pagination."""
         paginator = endpoint.paginator or self.paginator
-        url, params = paginator.request(
-            self._url(endpoint, path_values), pagination, {**endpoint.params, **extra}
-        )
+        params = {**endpoint.params, **self.config_params(endpoint), **extra}
+        url, params = paginator.request(self._url(endpoint, path_values), pagination, params)
         headers = self.request_headers() or None
         try:
             if endpoint.method == "POST":

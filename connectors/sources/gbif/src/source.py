@@ -35,6 +35,7 @@ class GbifSource(RestSource):
 
     base_url = "https://api.gbif.org/v1"
     config_class = GbifConfig
+    config: GbifConfig
     # 300 is the most GBIF returns a page; it silently caps a larger limit.
     paginator = OffsetPaginator(limit=300, end_path="endOfRecords")
     endpoints = {
@@ -52,13 +53,8 @@ class GbifSource(RestSource):
         )
     }
 
-    @classmethod
-    def declared_endpoints(cls, config: RestSourceConfig) -> dict[str, Endpoint]:
-        query = config.query if isinstance(config, GbifConfig) else {}
-        return {
-            name: endpoint.model_copy(update={"params": {**endpoint.params, **query}})
-            for name, endpoint in cls.endpoints.items()
-        }
+    def config_params(self, endpoint: Endpoint) -> dict[str, Any]:
+        return dict(self.config.query)
 
     def parse_records(
         self, endpoint: Endpoint, response: requests.Response, body: Any
