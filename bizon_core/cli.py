@@ -157,6 +157,11 @@ def _parser() -> argparse.ArgumentParser:
         "check", help="validate a pipeline and test connections", parents=[common]
     )
     check.add_argument("config", type=Path, help="pipeline YAML file")
+    check.add_argument(
+        "--config-only",
+        action="store_true",
+        help="validate the config (connectors, fields, secrets) without connecting",
+    )
     check.set_defaults(handler=_check)
     return parser
 
@@ -272,6 +277,8 @@ def _check(args: argparse.Namespace) -> int:
     pipeline = load_pipeline(args.config)
     route = f"{pipeline.source_info.name} -> {pipeline.destination_info.name}"
     print(f"{args.config}: config OK ({route})")
+    if args.config_only:
+        return EXIT_OK
     failed = False
     for stream, config in pipeline.source_configs.items():
         source = pipeline.source_class(config)
