@@ -46,7 +46,7 @@ def test_the_examples_pass_bizon_check_but_for_the_connection(cli, name, monkeyp
     assert examples(name), f"{name} has no config/*.example.yml"
     for example in examples(name):
         for variable in re.findall(r"env://(\w+)", example.read_text()):
-            monkeypatch.setenv(variable, "placeholder")
+            monkeypatch.setenv(variable, f"example-{variable.lower()}-value")
         code, out, err = cli("check", "--config-only", example)
         assert code == 0, err
         assert f"config OK ({name} -> " in out
