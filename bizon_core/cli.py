@@ -16,6 +16,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
+from bizon_core.cli_common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    print_table,
+    selected_streams,
+)
+from bizon_core.cli_state import add_state_commands
 from bizon_core.config import Pipeline, load_pipeline
 from bizon_core.destination.destination import WriteContext
 from bizon_core.discovery import (
@@ -35,8 +43,6 @@ from bizon_core.sync.runner import RunProgress, RunResult, run_stream
 from bizon_core.sync.sqlite_store import SqliteStateStore, default_state_path
 
 logger = logging.getLogger("bizon_core.cli")
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -126,6 +132,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(handler=_run)
 
+    add_state_commands(commands, common)
+
     schema = commands.add_parser(
         "schema", help="print the JSON Schema of pipeline YAMLs", parents=[common]
     )
@@ -181,7 +189,7 @@ def _source_list(args: argparse.Namespace) -> int:
         )
         for info in sources.values()
     ]
-    _print_table(("SOURCE", "STREAMS", "INCREMENTAL", "PATH"), rows)
+    print_table(("SOURCE", "STREAMS", "INCREMENTAL", "PATH"), rows)
     return EXIT_OK
 
 
@@ -189,7 +197,7 @@ def _destination_list(args: argparse.Namespace) -> int:
     rows = [
         (i.name, str(i.path.parent.parent)) for i in discover(ConnectorKind.DESTINATION).values()
     ]
-    _print_table(("DESTINATION", "PATH"), rows)
+    print_table(("DESTINATION", "PATH"), rows)
     return EXIT_OK
 
 
@@ -209,7 +217,7 @@ def _stream_list(args: argparse.Namespace) -> int:
             # streams() is computed at run time: only now, for this one source, do we import.
             streams = tuple(load_connector_class(info).streams())
     mode = "incremental" if info.supports_incremental else "full refresh only"
-    _print_table(("STREAM", "SYNC"), [(stream, mode) for stream in streams])
+    print_table(("STREAM", "SYNC"), [(stream, mode) for stream in streams])
     return EXIT_OK
 
 
@@ -238,7 +246,7 @@ def _new_source(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     pipeline = load_pipeline(args.config)
-    streams = _selected_streams(pipeline, args.streams)
+    streams = selected_streams(pipeline, args.streams)
     if args.max_records is not None and not args.explain:
         raise ConfigError("--max-records goes with --explain")
     if args.explain:
@@ -312,18 +320,6 @@ def _check_destination(pipeline: Pipeline) -> bool:
     return ok
 
 
-def _selected_streams(pipeline: Pipeline, requested: list[str] | None) -> list[str]:
-    if not requested:
-        return pipeline.streams
-    unknown = [s for s in requested if s not in pipeline.streams]
-    if unknown:
-        raise ConfigError(
-            f"--stream {unknown[0]}: not a stream of this pipeline; "
-            f"its streams: {', '.join(pipeline.streams)}"
-        )
-    return requested
-
-
 def _summary(result: RunResult) -> str:
     where = ", ".join(
         f"{k}={v}" for k, v in result.destination.items() if isinstance(v, str | int | float)
@@ -377,12 +373,6 @@ class _ProgressLine:
         if self.shown:
             self.stream.write("\r\x1b[K")
             self.stream.flush()
-
-
-def _print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    widths = [max(len(str(c)) for c in column) for column in zip(headers, *rows, strict=False)]
-    for row in (headers, *rows):
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
 def _configure_logging(debug: bool) -> Callable[[], None]:

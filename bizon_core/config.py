@@ -45,6 +45,7 @@ from bizon_core.secrets import (
 )
 from bizon_core.source.config import SourceConfig
 from bizon_core.source.source import AbstractSource
+from bizon_core.sync.state import StreamKey
 from bizon_core.yamlfile import read_yaml
 
 M = TypeVar("M", bound=BaseModel)
@@ -152,6 +153,10 @@ class Pipeline:
         """Every stream the source offers with this config, not only those the pipeline runs."""
         declared = self.source_class.available_streams(self.raw["source"])
         return self.streams if declared is None else declared
+
+    def stream_key(self, stream: str) -> StreamKey:
+        """The key of the stream's state."""
+        return StreamKey(self.name, self.source_info.name, stream)
 
     def masked(self) -> dict[str, Any]:
         """The pipeline config as written, with every secret replaced by `***`."""

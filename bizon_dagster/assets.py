@@ -26,7 +26,6 @@ from bizon_core.config import Pipeline, load_pipeline
 from bizon_core.errors import BizonError
 from bizon_core.secrets import install_log_redaction, mask, redact
 from bizon_core.sync.runner import RunProgress, RunResult, run_stream
-from bizon_core.sync.state import StreamKey
 from bizon_dagster.logs import forward_project_logs
 from bizon_dagster.state import RESUME_TAG, DagsterStateStore, success_metadata
 from bizon_dagster.translator import BizonStream, BizonTranslator
@@ -131,7 +130,7 @@ def sync_streams(
             try:
                 # Held until Dagster has stored the materialization (it does so before
                 # resuming this generator): see `DagsterStateStore.hold`.
-                with store.hold(StreamKey(pipeline.name, pipeline.source_info.name, stream)):
+                with store.hold(pipeline.stream_key(stream)):
                     if start_over:
                         store.discard_checkpoint()
                     result = run_stream(

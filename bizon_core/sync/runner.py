@@ -139,7 +139,7 @@ class RunPlan:
 
 def plan_stream(pipeline: Pipeline, stream: str, store: StateStore, resume: bool = True) -> RunPlan:
     """What `run_stream` would fetch now, read from `store` without changing it."""
-    key = StreamKey(pipeline.name, pipeline.source_info.name, stream)
+    key = pipeline.stream_key(stream)
     return _StreamRun(pipeline, stream, key, store, None).plan(resume)
 
 
@@ -167,7 +167,7 @@ def run_stream(
     Raises a `BizonError` subclass when the run fails; the cursor is then unchanged and
     the destination's committed data is as it was.
     """
-    key = StreamKey(pipeline.name, pipeline.source_info.name, stream)
+    key = pipeline.stream_key(stream)
     with store.lock(key):
         return _StreamRun(pipeline, stream, key, store, on_progress).run(resume)
 

@@ -176,6 +176,24 @@ class SqliteStateStore:
             cleanup=("DELETE FROM checkpoints WHERE stream_key = ?", (str(key),)),
         )
 
+    def reset(self, key: StreamKey) -> tuple[int, int]:
+        """Forget the stream's runs and checkpoints: its next run fetches everything.
+        Returns how many runs and checkpoints were removed."""
+        try:
+            with closing(self._connect()) as db, db:
+                runs = db.execute("DELETE FROM runs WHERE stream_key = ?", (str(key),)).rowcount
+                checkpoints = db.execute(
+                    "DELETE FROM checkpoints WHERE stream_key = ?", (str(key),)
+                ).rowcount
+        except sqlite3.Error as exc:
+            raise StateError(f"state store {self.path}: {exc}") from exc
+        return runs, checkpoints
+
+    def replace(self, key: StreamKey, run: SuccessfulRun) -> None:
+        """Make `run` the stream's only committed run (an imported cursor)."""
+        self.reset(key)
+        self.commit(key, run)
+
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, timeout=30)
 
