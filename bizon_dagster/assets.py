@@ -27,7 +27,12 @@ from bizon_core.errors import BizonError
 from bizon_core.secrets import install_log_redaction, mask, redact
 from bizon_core.sync.runner import RunProgress, RunResult, run_stream
 from bizon_dagster.logs import forward_project_logs
-from bizon_dagster.state import RESUME_TAG, DagsterStateStore, success_metadata
+from bizon_dagster.state import (
+    FULL_REFRESH_TAG,
+    RESUME_TAG,
+    DagsterStateStore,
+    success_metadata,
+)
 from bizon_dagster.translator import BizonStream, BizonTranslator
 
 #: Seconds between two progress lines in the run logs.
@@ -113,20 +118,24 @@ def sync_streams(
 ) -> Iterator[MaterializeResult]:
     """Sync every selected stream; one `MaterializeResult` each, then fail if any failed.
 
-    A run tagged `bizon/resume: "false"` discards the streams' checkpoints and starts over.
-    The project's log lines go to the run's event log meanwhile (see `forward_project_logs`).
+    A run tagged `bizon/resume: "false"` discards the streams' checkpoints and starts over;
+    one tagged `bizon/full_refresh: "true"` also ignores their cursors and fetches
+    everything. The project's log lines go to the run's event log meanwhile (see
+    `forward_project_logs`).
     """
     install_log_redaction()
+    tags = context.run.tags
+    full_refresh = (tags.get(FULL_REFRESH_TAG) or "").lower() == "true"
     # Only the first attempt starts over: its retries resume from its own checkpoints.
-    start_over = (
-        context.retry_number == 0 and (context.run.tags.get(RESUME_TAG) or "").lower() == "false"
+    start_over = context.retry_number == 0 and (
+        full_refresh or (tags.get(RESUME_TAG) or "").lower() == "false"
     )
     failed: list[str] = []
     with forward_project_logs(context):
         for stream, key in keys.items():
             if key not in context.selected_asset_keys:
                 continue
-            store = DagsterStateStore(context, key, checkpoint_interval)
+            store = DagsterStateStore(context, key, checkpoint_interval, full_refresh)
             try:
                 # Held until Dagster has stored the materialization (it does so before
                 # resuming this generator): see `DagsterStateStore.hold`.

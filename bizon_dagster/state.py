@@ -35,6 +35,9 @@ CHECKPOINT = "bizon/checkpoint"
 DISCARDED = "bizon/checkpoint_discarded"
 #: The run tag that, set to `false`, makes a run start over instead of resuming.
 RESUME_TAG = "bizon/resume"
+#: The run tag that, set to `true`, makes a run ignore the cursor: it fetches everything
+#: (and starts over), and its materialization records the cursor from then on.
+FULL_REFRESH_TAG = "bizon/full_refresh"
 
 
 def success_metadata(run: SuccessfulRun) -> dict[str, Any]:
@@ -72,9 +75,15 @@ class DagsterStateStore:
     """The `StateStore` of one asset's stream, inside a running asset step."""
 
     def __init__(
-        self, context: AssetExecutionContext, asset_key: AssetKey, checkpoint_interval: float = 0
+        self,
+        context: AssetExecutionContext,
+        asset_key: AssetKey,
+        checkpoint_interval: float = 0,
+        ignore_cursor: bool = False,
     ):
         self.context = context
+        #: Set by the `bizon/full_refresh` tag: `last_success` is then None.
+        self.ignore_cursor = ignore_cursor
         self.instance = context.instance
         self.asset_key = asset_key
         #: Each observation is an event log write: the runner records an intermediate
@@ -83,7 +92,7 @@ class DagsterStateStore:
         self._held = False
 
     def last_success(self, key: StreamKey) -> SuccessfulRun | None:
-        return read_success(self.instance, self.asset_key)
+        return None if self.ignore_cursor else read_success(self.instance, self.asset_key)
 
     def resume_point(self, key: StreamKey) -> Checkpoint | None:
         records = self.instance.fetch_observations(self.asset_key, limit=1).records

@@ -19,12 +19,19 @@ FORMAT = "bizon-state/1"
 
 
 def export_state(pipeline: Pipeline, store: StateStore, streams: list[str]) -> dict[str, Any]:
-    """The last successful run of each of `streams` that has one."""
-    runs = {}
-    for stream in streams:
-        run = store.last_success(pipeline.stream_key(stream))
-        if run is not None:
-            runs[stream] = {
+    """The document of the last successful run of each of `streams` that has one."""
+    runs = {stream: store.last_success(pipeline.stream_key(stream)) for stream in streams}
+    return state_document(pipeline, {s: run for s, run in runs.items() if run is not None})
+
+
+def state_document(pipeline: Pipeline, runs: dict[str, SuccessfulRun]) -> dict[str, Any]:
+    """The document of `runs`, the last successful run of each stream."""
+    return {
+        "format": FORMAT,
+        "pipeline": pipeline.name,
+        "source": pipeline.source_info.name,
+        "streams": {
+            stream: {
                 "run_id": run.run_id,
                 "started_at": run.started_at.isoformat(),
                 "finished_at": run.finished_at.isoformat(),
@@ -34,11 +41,8 @@ def export_state(pipeline: Pipeline, store: StateStore, streams: list[str]) -> d
                 "cursor_field": run.cursor_field,
                 "state": run.state,
             }
-    return {
-        "format": FORMAT,
-        "pipeline": pipeline.name,
-        "source": pipeline.source_info.name,
-        "streams": runs,
+            for stream, run in runs.items()
+        },
     }
 
 
