@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from dagster import DagsterInstance, DagsterInvariantViolationError
+from dagster import DagsterError, DagsterInstance
 
 from bizon_core.config import load_pipeline
 from bizon_core.errors import BizonError, ConfigError
@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BizonError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except DagsterInvariantViolationError as exc:  # e.g. DAGSTER_HOME not set
+    except DagsterError as exc:  # e.g. DAGSTER_HOME not set
         print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2
 
