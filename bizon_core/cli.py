@@ -12,7 +12,6 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
@@ -25,7 +24,6 @@ from bizon_core.cli_common import (
 )
 from bizon_core.cli_state import add_state_commands
 from bizon_core.config import Pipeline, load_pipeline
-from bizon_core.destination.destination import WriteContext
 from bizon_core.discovery import (
     CONNECTORS_PATH_ENV,
     ConnectorKind,
@@ -305,15 +303,7 @@ def _check(args: argparse.Namespace) -> int:
 
 def _check_destination(pipeline: Pipeline) -> bool:
     stream = pipeline.streams[0]
-    context = WriteContext(
-        pipeline=pipeline.name,
-        source=pipeline.source_info.name,
-        stream=stream,
-        sync_mode=pipeline.source_configs[stream].sync_mode,
-        run_id="check",
-        started_at=datetime.now(UTC),
-    )
-    destination = pipeline.destination_class(pipeline.destination_config, context)
+    destination = pipeline.destination(stream, run_id="check")
     ok, reason = destination.check_connection()
     status = "connection OK" if ok else f"connection FAILED: {redact(str(reason))}"
     print(f"destination '{pipeline.destination_info.name}': {status}")

@@ -23,17 +23,19 @@ each part with the connector's own config class.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import UnionType
-from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bizon_core.cron import check_cron, check_timezone
 from bizon_core.destination.config import DestinationConfig
-from bizon_core.destination.destination import AbstractDestination
+from bizon_core.destination.destination import AbstractDestination, WriteContext
 from bizon_core.discovery import ConnectorInfo, ConnectorKind, get_connector, load_connector_class
 from bizon_core.errors import ConfigError
 from bizon_core.secrets import (
@@ -43,7 +45,7 @@ from bizon_core.secrets import (
     name_config_secrets,
     resolve_references,
 )
-from bizon_core.source.config import SourceConfig
+from bizon_core.source.config import SourceConfig, parse_duration
 from bizon_core.source.source import AbstractSource
 from bizon_core.sync.state import StreamKey
 from bizon_core.yamlfile import read_yaml
@@ -111,6 +113,81 @@ class SensorConfig(BaseModel):
     minimum_interval_seconds: int = Field(default=300, ge=10)
 
 
+_OWNER = re.compile(r"^(team:[A-Za-z0-9_.-]+|[^@\s]+@[^@\s]+\.[^@\s]+)$")
+_TAG = re.compile(r"^[A-Za-z0-9_.-]{1,63}$")
+
+
+def _check_owners(owners: list[str]) -> list[str]:
+    for i, owner in enumerate(owners):
+        if not _OWNER.match(owner):
+            raise ValueError(f"[{i}] {owner!r}: an owner is an email or team:<name>")
+    return owners
+
+
+def _check_tags(tags: dict[str, str]) -> dict[str, str]:
+    for key, value in tags.items():
+        # Dagster's rules for tags used as filters: short words of letters, digits, _ . -
+        for what, text in (("key", key), ("value", value)):
+            if not _TAG.match(text):
+                raise ValueError(
+                    f"{key}: the {what} {text!r} must be 1 to 63 letters, digits, '_', '.' or '-'"
+                )
+    return tags
+
+
+class AutomationConfig(BaseModel):
+    """`automation:` of a pipeline: a Dagster automation condition instead of a schedule.
+
+    `eager` and `on_missing` may be written alone (`automation: eager`); `on_cron` needs
+    a `cron`.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    condition: Literal["on_cron", "eager", "on_missing"]
+    cron: str | None = Field(default=None, description="With on_cron: when, e.g. `0 * * * *`.")
+    timezone: str = Field(default="UTC", description="With on_cron: an IANA time zone.")
+
+    _check_cron = field_validator("cron")(lambda v: v if v is None else check_cron(v))
+    _check_timezone = field_validator("timezone")(check_timezone)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _condition_alone(cls, value: Any) -> Any:
+        return {"condition": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _cron_for_on_cron(self) -> AutomationConfig:
+        if (self.condition == "on_cron") != (self.cron is not None):
+            raise ValueError("cron is given with on_cron, and only with it")
+        return self
+
+
+class ExecutionConfig(BaseModel):
+    """`execution:` of a pipeline: how its streams map to Dagster steps."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    per_stream: bool = Field(
+        default=False,
+        description="Each stream its own step: streams run in parallel (multiprocess "
+        "executor), retry alone, and fail alone.",
+    )
+
+
+class ChecksConfig(BaseModel):
+    """`checks:` of a pipeline: Dagster asset checks beyond those every stream has."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    freshness: timedelta | None = Field(
+        default=None,
+        description="Warn when a stream has not been materialized for this long, e.g. `1d`.",
+    )
+
+    _parse_freshness = field_validator("freshness", mode="before")(parse_duration)
+
+
 class PipelineConfig(BaseModel):
     """The top level of a pipeline YAML."""
 
@@ -124,6 +201,30 @@ class PipelineConfig(BaseModel):
     retries: RetriesConfig = Field(default_factory=RetriesConfig)
     sensor: SensorConfig = Field(default_factory=SensorConfig)
     asset_key_prefix: list[str] = Field(default_factory=list)
+    group: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_]+$",
+        description="The Dagster asset group of the streams; default: the pipeline's name.",
+    )
+    owners: list[str] = Field(
+        default_factory=list, description="Owners of the streams' assets: emails or team:<name>."
+    )
+    tags: dict[str, str] = Field(
+        default_factory=dict, description="Tags of the streams' assets, e.g. {domain: sales}."
+    )
+
+    automation: AutomationConfig | None = None
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
+    checks: ChecksConfig = Field(default_factory=ChecksConfig)
+
+    _check_owners = field_validator("owners")(_check_owners)
+    _check_tags = field_validator("tags")(_check_tags)
+
+    @model_validator(mode="after")
+    def _one_trigger(self) -> PipelineConfig:
+        if self.schedule is not None and self.automation is not None:
+            raise ValueError("give schedule or automation, not both: each would start runs")
+        return self
 
 
 @dataclass
@@ -153,6 +254,19 @@ class Pipeline:
         """Every stream the source offers with this config, not only those the pipeline runs."""
         declared = self.source_class.available_streams(self.raw["source"])
         return self.streams if declared is None else declared
+
+    def destination(self, stream: str, run_id: str) -> AbstractDestination:
+        """The stream's destination, not yet begun (no connection is made), for a run
+        starting now in the stream's configured sync mode."""
+        context = WriteContext(
+            pipeline=self.name,
+            source=self.source_info.name,
+            stream=stream,
+            sync_mode=self.source_configs[stream].sync_mode,
+            run_id=run_id,
+            started_at=datetime.now(UTC),
+        )
+        return self.destination_class(self.destination_config, context)
 
     def stream_key(self, stream: str) -> StreamKey:
         """The key of the stream's state."""

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from dagster import AssetKey, AssetSpec, MetadataValue
+from dagster import (
+    AssetKey,
+    AssetSpec,
+    AutomationCondition,
+    BetaWarning,
+    CodeReferencesMetadataValue,
+    LocalFileCodeReference,
+    MetadataValue,
+    TableColumn,
+    TableSchema,
+)
 
-from bizon_core.config import Pipeline
+from bizon_core.config import AutomationConfig, Pipeline
+from bizon_core.errors import BizonError
 
 
 @dataclass(frozen=True)
@@ -33,8 +45,12 @@ class BizonStream:
 class BizonTranslator:
     """Turns each stream of a pipeline into an `AssetSpec`; subclass to change the specs.
 
-    The default key is `[*asset_key_prefix, source, stream]`, the group is the source's
-    name, and the kinds are `bizon` and the destination. Example::
+    The default key is `[*asset_key_prefix, source, stream]`; the group is `group:` of
+    the YAML, else the pipeline's name (so that two pipelines' streams stand apart in the
+    graph); owners, tags and the automation condition come from the YAML; the kinds are
+    `bizon` and the destination. The catalog knows the destination's table (and its
+    columns, where the destination can tell without a run) and links the pipeline YAML
+    as the asset's code. Example::
 
         class MyTranslator(BizonTranslator):
             def get_asset_spec(self, stream: BizonStream) -> AssetSpec:
@@ -56,13 +72,53 @@ class BizonTranslator:
             "bizon/destination": stream.destination,
         }
         if stream.config_path is not None:
-            metadata["bizon/config_path"] = MetadataValue.path(str(stream.config_path))
+            path = str(stream.config_path.resolve())
+            metadata["bizon/config_path"] = MetadataValue.path(path)
+            with warnings.catch_warnings():
+                # Beta since Dagster 1.7 and what the UI's "code" link reads: a warning on
+                # every definitions load would tell users nothing they can act on.
+                warnings.simplefilter("ignore", BetaWarning)
+                metadata["dagster/code_references"] = CodeReferencesMetadataValue(
+                    code_references=[LocalFileCodeReference(file_path=path, label="pipeline YAML")]
+                )
+        metadata.update(destination_metadata(pipeline, stream.stream))
         return AssetSpec(
             key=AssetKey([*pipeline.config.asset_key_prefix, stream.source, stream.stream]),
             description=f"Stream `{stream.stream}` of source `{stream.source}`, loaded into "
             f"`{stream.destination}` by pipeline `{pipeline.name}`.\n\n{docstring}",
-            group_name=stream.source,
+            group_name=pipeline.config.group or pipeline.name,
             kinds={"bizon", stream.destination},
             metadata=metadata,
-            tags={"bizon/sync_mode": config.sync_mode.value},
+            owners=pipeline.config.owners,
+            tags={**pipeline.config.tags, "bizon/sync_mode": config.sync_mode.value},
+            automation_condition=automation_condition(pipeline.config.automation),
         )
+
+
+def destination_metadata(pipeline: Pipeline, stream: str) -> dict[str, object]:
+    """`dagster/table_name` and, if the destination can tell cheaply, `dagster/column_schema`
+    of the stream's table, known before any run."""
+    try:
+        destination = pipeline.destination(stream, run_id="definitions")
+        table = destination.describe().get("table_name")
+        columns = destination.existing_columns()
+    except BizonError:
+        return {}  # a destination that cannot say: the first materialization will
+    metadata: dict[str, object] = {}
+    if table:
+        metadata["dagster/table_name"] = table
+    if columns:
+        schema = TableSchema(columns=[TableColumn(name, kind) for name, kind in columns])
+        metadata["dagster/column_schema"] = schema
+    return metadata
+
+
+def automation_condition(automation: AutomationConfig | None) -> AutomationCondition | None:
+    """The Dagster condition of `automation:` in the YAML."""
+    if automation is None:
+        return None
+    if automation.condition == "on_cron":
+        return AutomationCondition.on_cron(automation.cron or "", automation.timezone)
+    if automation.condition == "eager":
+        return AutomationCondition.eager()
+    return AutomationCondition.on_missing()

@@ -26,6 +26,17 @@ class DurableUpTo:
 
 
 @dataclass(frozen=True)
+class TableReport:
+    """A stream's table as it stands at the destination (for asset checks)."""
+
+    rows: int
+    null_ids: int
+    #: Rows beyond the first of each id.
+    duplicate_ids: int
+    columns: list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
 class WriteContext:
     """What a destination knows about the run it writes for."""
 
@@ -100,3 +111,13 @@ class AbstractDestination(ABC):
     def describe(self) -> dict[str, Any]:
         """Where the data went (path, table, ...), for logs and metadata; never a secret."""
         return {}
+
+    def existing_columns(self) -> list[tuple[str, str]] | None:
+        """The stream's table's columns (name, type) when the destination can tell cheaply,
+        without a run (for the catalog); None otherwise."""
+        return None
+
+    def table_report(self) -> TableReport | None:
+        """The stream's table as committed: rows, missing and repeated ids, columns; None
+        when the destination cannot tell or the table does not exist."""
+        return None

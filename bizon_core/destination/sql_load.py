@@ -27,7 +27,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
-from bizon_core.destination.destination import AbstractDestination, DurableUpTo, WriteContext
+from bizon_core.destination.destination import (
+    AbstractDestination,
+    DurableUpTo,
+    TableReport,
+    WriteContext,
+)
 from bizon_core.destination.sql import (
     BATCH_COLUMN,
     BOOKKEEPING_TYPES,
@@ -141,6 +146,28 @@ class StagedSqlDestination(AbstractDestination):
         if self._description is None:
             with self._errors("cannot describe the table"):
                 self._description = self._describe_table()
+
+    def existing_columns(self) -> list[tuple[str, str]] | None:
+        with self._reading() as sql:
+            return (sql.columns(self.schema, self.table) or None) if sql is not None else None
+
+    def table_report(self) -> TableReport | None:
+        with self._reading() as sql:
+            if sql is None or not sql.relation_kind(self.schema, self.table):
+                return None
+            columns = sql.columns(self.schema, self.table)
+            ids = sql.quote(ID_COLUMN)
+            rows, nulls, distinct = sql.execute(
+                f"SELECT count(*), count(*) - count({ids}), count(DISTINCT {ids})"
+                f" FROM {sql.quote(self.schema)}.{sql.quote(self.table)}"
+            )[0]
+        return TableReport(rows, nulls, rows - nulls - distinct, columns)
+
+    @contextmanager
+    def _reading(self) -> Iterator[SqlDialect | None]:
+        """A short read-only session on the database, or None when it cannot be had
+        cheaply (a file that does not exist, a database that does not answer)."""
+        yield None
 
     def describe(self) -> dict[str, Any]:
         described: dict[str, Any] = {"table_name": f"{self._database_label()}.{self.qualified}"}

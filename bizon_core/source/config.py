@@ -64,12 +64,17 @@ class SourceConfig(BaseModel):
     @field_validator("lookback", mode="before")
     @classmethod
     def _parse_lookback(cls, value: Any) -> timedelta | None:
-        if value is None or isinstance(value, timedelta):
-            return value
-        match = _DURATION.fullmatch(value.strip()) if isinstance(value, str) else None
-        if match is None:
-            raise ValueError("expected a duration such as 30s, 10m, 2h or 1d")
-        return timedelta(seconds=int(match[1]) * _SECONDS_PER_UNIT[match[2]])
+        return parse_duration(value)
+
+
+def parse_duration(value: Any) -> timedelta | None:
+    """`30s`, `10m`, `2h` or `1d` (or a `timedelta`, or None) as a `timedelta`."""
+    if value is None or isinstance(value, timedelta):
+        return value
+    match = _DURATION.fullmatch(value.strip()) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError("expected a duration such as 30s, 10m, 2h or 1d")
+    return timedelta(seconds=int(match[1]) * _SECONDS_PER_UNIT[match[2]])
 
 
 _DURATION = re.compile(r"(\d+)([smhd])")

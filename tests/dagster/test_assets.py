@@ -52,7 +52,7 @@ def test_specs_show_keys_group_kinds_and_no_secret(make_pipeline, monkeypatch):
     specs = {spec.key: spec for spec in assets.specs}
     assert set(specs) == {USERS, ORDERS}
     users = specs[USERS]
-    assert users.group_name == "paged"
+    assert users.group_name == "paged_sync"  # the pipeline
     assert users.kinds == {"bizon", "file"}
     assert "Reads a collection of the fake API server" in users.description
     assert users.metadata["bizon/sync_mode"] == "incremental"

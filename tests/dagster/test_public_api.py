@@ -47,10 +47,12 @@ def test_no_deprecated_context_property_is_read():
     assert not found
 
 
-def test_a_materialization_raises_no_dagster_warning_from_the_package(make_pipeline, instance):
-    assets = bizon_assets(make_pipeline())
+def test_definitions_and_a_materialization_raise_no_warning_from_the_package(
+    make_pipeline, instance
+):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        assets = bizon_assets(make_pipeline())
         assert dg.materialize([assets], instance=instance).success
     ours = [w for w in caught if Path(w.filename).is_relative_to(PACKAGE)]
     assert not ours, [f"{w.filename}:{w.lineno}: {w.message}" for w in ours]

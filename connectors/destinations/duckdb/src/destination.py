@@ -276,6 +276,21 @@ class DuckDBDestination(StagedSqlDestination):
     def _connected(self) -> bool:
         return self._con is not None
 
+    @contextmanager
+    def _reading(self) -> Iterator[DuckDBDialect | None]:
+        # Read-only, so a run writing the file meanwhile is not disturbed (or refuses us).
+        try:
+            con = duckdb.connect(str(self.path), read_only=True) if self.path.is_file() else None
+        except duckdb.Error:
+            con = None
+        if con is None:
+            yield None
+            return
+        try:
+            yield DuckDBDialect(con)
+        finally:
+            con.close()
+
     def _database_label(self) -> str:
         return self.path.stem
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -219,6 +220,21 @@ class PostgresDestination(StagedSqlDestination):
 
     def _connected(self) -> bool:
         return self._conn is not None
+
+    def existing_columns(self) -> list[tuple[str, str]] | None:
+        return None  # not worth a connection each time the definitions load
+
+    @contextmanager
+    def _reading(self) -> Iterator[PostgresDialect | None]:
+        try:
+            conn = self._open()
+        except psycopg.Error:
+            yield None
+            return
+        try:
+            yield PostgresDialect(conn)
+        finally:
+            conn.close()
 
     def _database_label(self) -> str:
         return self.config.database
