@@ -182,7 +182,7 @@ class ChecksConfig(BaseModel):
 
     freshness: timedelta | None = Field(
         default=None,
-        description="Warn when a stream has not been materialized for this long, e.g. `1d`.",
+        description="A stream not materialized for this long fails its freshness, e.g. `1d`.",
     )
 
     _parse_freshness = field_validator("freshness", mode="before")(parse_duration)

@@ -2,13 +2,14 @@
 
 from bizon_dagster import bizon_assets, build_definitions
 
-defs = build_definitions("pipelines/")          # every pipeline YAML of a directory
-assets = bizon_assets("pipelines/hubspot.yml")  # or one pipeline's multi_asset
+defs = build_definitions("pipelines/")              # every pipeline YAML of a directory
+defs = pipeline_definitions("pipelines/hubspot.yml")  # one pipeline's assets, job, sensors
+assets = bizon_assets("pipelines/hubspot.yml")      # or one pipeline's multi_asset
 """
 
-from bizon_dagster.assets import bizon_assets
+from bizon_dagster.assets import bizon_assets, bizon_stream_assets
 from bizon_dagster.automation import new_data_sensor, pipeline_job, pipeline_schedule
-from bizon_dagster.loader import build_definitions
+from bizon_dagster.loader import build_definitions, pipeline_definitions
 from bizon_dagster.state import DagsterStateStore
 from bizon_dagster.translator import BizonStream, BizonTranslator
 
@@ -17,8 +18,10 @@ __all__ = [
     "BizonTranslator",
     "DagsterStateStore",
     "bizon_assets",
+    "bizon_stream_assets",
     "build_definitions",
     "new_data_sensor",
+    "pipeline_definitions",
     "pipeline_job",
     "pipeline_schedule",
 ]

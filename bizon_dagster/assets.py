@@ -2,11 +2,12 @@
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from dagster import (
+    AssetCheckResult,
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
@@ -23,9 +24,10 @@ from dagster import (
 )
 
 from bizon_core.config import Pipeline, load_pipeline
-from bizon_core.errors import BizonError
+from bizon_core.errors import BizonError, ConfigError
 from bizon_core.secrets import install_log_redaction, mask, redact
 from bizon_core.sync.runner import RunProgress, RunResult, run_stream
+from bizon_dagster.checks import check_specs, evaluate, previous_columns
 from bizon_dagster.logs import forward_project_logs
 from bizon_dagster.state import (
     FULL_REFRESH_TAG,
@@ -47,12 +49,15 @@ def bizon_assets(
     translator: BizonTranslator | None = None,
     name: str | None = None,
     checkpoint_interval: float = CHECKPOINT_INTERVAL,
+    streams: Sequence[str] | None = None,
 ) -> AssetsDefinition:
-    """A `multi_asset` syncing the pipeline's streams, one asset per stream.
+    """A `multi_asset` syncing the pipeline's streams (or `streams`), one asset per stream.
 
     `pipeline` is a pipeline YAML path or an already loaded `Pipeline`. Each stream's
     cursor is kept in the metadata of its asset's materializations, and read back from
-    the Dagster instance by the next run. The op runs in the concurrency pool
+    the Dagster instance by the next run; its asset checks (see `bizon_dagster.checks`)
+    run with it. The streams run one after the other in one step: see
+    `bizon_stream_assets` for a step per stream. The op runs in the concurrency pool
     `bizon_<pipeline>` and retries failed syncs (they resume from their checkpoints) as
     `retries:` in the YAML says. An intermediate checkpoint is recorded at most every
     `checkpoint_interval` seconds (0: after every durable destination flush); the one
@@ -65,36 +70,75 @@ def bizon_assets(
     """
     if not isinstance(pipeline, Pipeline):
         pipeline = load_pipeline(pipeline)
-    specs = stream_specs(pipeline, translator or BizonTranslator())
+    chosen = list(streams) if streams is not None else pipeline.streams
+    unknown = [s for s in chosen if s not in pipeline.streams]
+    if unknown or not chosen:
+        raise ConfigError(
+            f"streams: {', '.join(unknown) or '(none)'}: not streams of pipeline "
+            f"{pipeline.name} (its streams: {', '.join(pipeline.streams)})"
+        )
+    specs = stream_specs(pipeline, translator or BizonTranslator(), chosen)
     keys = {stream: spec.key for stream, spec in specs.items()}
+    one = chosen[0] if streams is not None and len(chosen) == 1 else None
 
     @multi_asset(
-        name=name or op_name(pipeline),
+        name=name or op_name(pipeline, one),
         specs=list(specs.values()),
+        check_specs=check_specs(pipeline, keys),
         can_subset=True,
-        pool=pool_name(pipeline),
+        pool=pool_name(pipeline, one),
         retry_policy=retry_policy(pipeline),
         op_tags={"bizon/pipeline": pipeline.name},
     )
-    def _sync(context: AssetExecutionContext) -> Iterator[MaterializeResult]:
+    def _sync(context: AssetExecutionContext) -> Iterator[MaterializeResult | AssetCheckResult]:
         yield from sync_streams(context, pipeline, keys, checkpoint_interval)
 
     return _sync
 
 
-def stream_specs(pipeline: Pipeline, translator: BizonTranslator) -> dict[str, AssetSpec]:
-    """The asset spec of each stream of the pipeline, by stream name."""
-    return {s: translator.get_asset_spec(BizonStream(pipeline, s)) for s in pipeline.streams}
+def bizon_stream_assets(
+    pipeline: str | Path | Pipeline,
+    *,
+    translator: BizonTranslator | None = None,
+    checkpoint_interval: float = CHECKPOINT_INTERVAL,
+    per_stream: bool | None = None,
+) -> list[AssetsDefinition]:
+    """The pipeline's assets: one `multi_asset` for all streams, or, with `per_stream`
+    (default: `execution.per_stream` of the YAML), one per stream, each its own step. A
+    step per stream lets the multiprocess executor sync streams in parallel, retries a
+    failed stream alone, and keeps what the other streams loaded."""
+    if not isinstance(pipeline, Pipeline):
+        pipeline = load_pipeline(pipeline)
+    if per_stream is None:
+        per_stream = pipeline.config.execution.per_stream
+    groups = [[s] for s in pipeline.streams] if per_stream else [None]
+    return [
+        bizon_assets(
+            pipeline, translator=translator, checkpoint_interval=checkpoint_interval, streams=g
+        )
+        for g in groups
+    ]
 
 
-def op_name(pipeline: Pipeline) -> str:
-    """`bizon_<pipeline name>`, made a valid Dagster name."""
-    return "bizon_" + re.sub(r"[^A-Za-z0-9_]", "_", pipeline.name)
+def stream_specs(
+    pipeline: Pipeline, translator: BizonTranslator, streams: Sequence[str] | None = None
+) -> dict[str, AssetSpec]:
+    """The asset spec of each stream of the pipeline (or of `streams`), by stream name."""
+    return {
+        s: translator.get_asset_spec(BizonStream(pipeline, s)) for s in streams or pipeline.streams
+    }
 
 
-def pool_name(pipeline: Pipeline) -> str:
-    """The concurrency pool of the pipeline's op: set its limit to 1 to keep runs apart."""
-    return op_name(pipeline)
+def op_name(pipeline: Pipeline, stream: str | None = None) -> str:
+    """`bizon_<pipeline name>` (`bizon_<pipeline>__<stream>` for one stream's step), made a
+    valid Dagster name."""
+    name = pipeline.name if stream is None else f"{pipeline.name}__{stream}"
+    return "bizon_" + re.sub(r"[^A-Za-z0-9_]", "_", name)
+
+
+def pool_name(pipeline: Pipeline, stream: str | None = None) -> str:
+    """The concurrency pool of the op: set its limit to 1 to keep runs apart."""
+    return op_name(pipeline, stream)
 
 
 def retry_policy(pipeline: Pipeline) -> RetryPolicy | None:
@@ -115,8 +159,9 @@ def sync_streams(
     pipeline: Pipeline,
     keys: dict[str, AssetKey],
     checkpoint_interval: float = CHECKPOINT_INTERVAL,
-) -> Iterator[MaterializeResult]:
-    """Sync every selected stream; one `MaterializeResult` each, then fail if any failed.
+) -> Iterator[MaterializeResult | AssetCheckResult]:
+    """Sync every selected stream; one `MaterializeResult` each and its checks' results,
+    then fail if any failed.
 
     A run tagged `bizon/resume: "false"` discards the streams' checkpoints and starts over;
     one tagged `bizon/full_refresh: "true"` also ignores their cursors and fetches
@@ -139,6 +184,7 @@ def sync_streams(
             try:
                 # Held until Dagster has stored the materialization (it does so before
                 # resuming this generator): see `DagsterStateStore.hold`.
+                before = previous_columns(context.instance, key)
                 with store.hold(pipeline.stream_key(stream)):
                     if start_over:
                         store.discard_checkpoint()
@@ -151,6 +197,7 @@ def sync_streams(
                     )
                     context.log.info(_summary(result))
                     yield MaterializeResult(asset_key=key, metadata=result_metadata(result))
+                yield from evaluate(context, pipeline, key, result, before)
             except BizonError as exc:
                 message = redact(str(exc))
                 context.log.error(f"{stream}: sync failed, its cursor is unchanged: {message}")

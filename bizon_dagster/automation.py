@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from dagster import (
@@ -46,11 +47,14 @@ def run_retry_tags(pipeline: Pipeline) -> dict[str, str]:
     }
 
 
-def pipeline_job(pipeline: Pipeline, assets: AssetsDefinition) -> AssetJob:
-    """A job that syncs every stream of the pipeline."""
+def pipeline_job(
+    pipeline: Pipeline, assets: AssetsDefinition | Sequence[AssetsDefinition]
+) -> AssetJob:
+    """A job that syncs every stream of the pipeline (its assets: one or one per stream)."""
+    definitions = [assets] if isinstance(assets, AssetsDefinition) else list(assets)
     return define_asset_job(
         name=f"{op_name(pipeline)}_job",
-        selection=list(assets.keys),
+        selection=[key for definition in definitions for key in definition.keys],
         tags=run_retry_tags(pipeline),
         description=f"Syncs every stream of bizon pipeline {pipeline.name}.",
     )

@@ -5,12 +5,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dagster import AssetKey, Definitions
+from dagster import (
+    AssetKey,
+    AssetSelection,
+    AutomationConditionSensorDefinition,
+    DefaultSensorStatus,
+    Definitions,
+)
 
-from bizon_core.config import load_pipeline
+from bizon_core.config import Pipeline, load_pipeline
 from bizon_core.discovery import builtin_connectors_dir
 from bizon_core.errors import ConfigError
-from bizon_dagster.assets import bizon_assets, stream_specs
+from bizon_dagster.assets import bizon_stream_assets, op_name, stream_specs
 from bizon_dagster.automation import new_data_sensor, pipeline_job, pipeline_schedule
 from bizon_dagster.translator import BizonTranslator
 
@@ -35,16 +41,16 @@ def pipeline_files(directory: Path) -> list[Path]:
 def build_definitions(
     directory: str | Path | None = None, *, translator: BizonTranslator | None = None
 ) -> Definitions:
-    """Assets, jobs, schedules and sensors for every pipeline YAML in `directory`.
+    """Assets, checks, jobs, schedules and sensors for every pipeline YAML in `directory`.
 
     A config that does not load raises `ConfigError` naming its file and field; two
     pipelines with one name, or giving one asset key, raise naming both files.
     """
     directory = Path(directory) if directory is not None else default_pipelines_dir()
     translator = translator or BizonTranslator()
-    assets, jobs, schedules, sensors = [], [], [], []
     owners: dict[AssetKey, Path] = {}
     names: dict[str, Path] = {}
+    definitions = []
     for path in pipeline_files(directory):
         pipeline = load_pipeline(path)
         if pipeline.name in names:
@@ -53,20 +59,38 @@ def build_definitions(
                 f"{names[pipeline.name]}; pipeline names must be unique"
             )
         names[pipeline.name] = path
-        keys = {stream: spec.key for stream, spec in stream_specs(pipeline, translator).items()}
-        for key in keys.values():
-            if key in owners:
+        for spec in stream_specs(pipeline, translator).values():
+            if spec.key in owners:
                 raise ConfigError(
-                    f"{path}: asset {key.to_user_string()} is also produced by {owners[key]}; "
-                    "give one of them an asset_key_prefix"
+                    f"{path}: asset {spec.key.to_user_string()} is also produced by "
+                    f"{owners[spec.key]}; give one of them an asset_key_prefix"
                 )
-            owners[key] = path
-        asset = bizon_assets(pipeline, translator=translator)
-        job = pipeline_job(pipeline, asset)
-        assets.append(asset)
-        jobs.append(job)
-        if (schedule := pipeline_schedule(pipeline, job)) is not None:
-            schedules.append(schedule)
-        if (sensor := new_data_sensor(pipeline, keys, job)) is not None:
-            sensors.append(sensor)
-    return Definitions(assets=assets, jobs=jobs, schedules=schedules, sensors=sensors)
+            owners[spec.key] = path
+        definitions.append(pipeline_definitions(pipeline, translator=translator))
+    return Definitions.merge(*definitions) if definitions else Definitions()
+
+
+def pipeline_definitions(
+    pipeline: str | Path | Pipeline, *, translator: BizonTranslator | None = None
+) -> Definitions:
+    """One pipeline's assets (one step, or one per stream), checks, job, schedule, new-data
+    sensor, and the sensor its automation conditions need."""
+    if not isinstance(pipeline, Pipeline):
+        pipeline = load_pipeline(pipeline)
+    assets = bizon_stream_assets(pipeline, translator=translator)
+    keys = {
+        stream: spec.key
+        for stream, spec in stream_specs(pipeline, translator or BizonTranslator()).items()
+    }
+    job = pipeline_job(pipeline, assets)
+    schedules = [s for s in [pipeline_schedule(pipeline, job)] if s is not None]
+    sensors = [s for s in [new_data_sensor(pipeline, keys, job)] if s is not None]
+    if pipeline.config.automation is not None:
+        sensors.append(
+            AutomationConditionSensorDefinition(
+                f"{op_name(pipeline)}_automation",
+                target=AssetSelection.assets(*keys.values()),
+                default_status=DefaultSensorStatus.RUNNING,
+            )
+        )
+    return Definitions(assets=assets, jobs=[job], schedules=schedules, sensors=sensors)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from dagster import (
@@ -12,6 +13,7 @@ from dagster import (
     AutomationCondition,
     BetaWarning,
     CodeReferencesMetadataValue,
+    FreshnessPolicy,
     LocalFileCodeReference,
     MetadataValue,
     TableColumn,
@@ -47,8 +49,8 @@ class BizonTranslator:
 
     The default key is `[*asset_key_prefix, source, stream]`; the group is `group:` of
     the YAML, else the pipeline's name (so that two pipelines' streams stand apart in the
-    graph); owners, tags and the automation condition come from the YAML; the kinds are
-    `bizon` and the destination. The catalog knows the destination's table (and its
+    graph); owners, tags, the automation condition and the freshness policy come from
+    the YAML; the kinds are `bizon` and the destination. The catalog knows the destination's table (and its
     columns, where the destination can tell without a run) and links the pipeline YAML
     as the asset's code. Example::
 
@@ -92,6 +94,7 @@ class BizonTranslator:
             owners=pipeline.config.owners,
             tags={**pipeline.config.tags, "bizon/sync_mode": config.sync_mode.value},
             automation_condition=automation_condition(pipeline.config.automation),
+            freshness_policy=freshness_policy(pipeline.config.checks.freshness),
         )
 
 
@@ -111,6 +114,12 @@ def destination_metadata(pipeline: Pipeline, stream: str) -> dict[str, object]:
         schema = TableSchema(columns=[TableColumn(name, kind) for name, kind in columns])
         metadata["dagster/column_schema"] = schema
     return metadata
+
+
+def freshness_policy(freshness: timedelta | None) -> FreshnessPolicy | None:
+    """`checks.freshness` of the YAML: the asset fails its freshness when it has not been
+    materialized for that long (Dagster evaluates it; no sensor is needed)."""
+    return None if freshness is None else FreshnessPolicy.time_window(fail_window=freshness)
 
 
 def automation_condition(automation: AutomationConfig | None) -> AutomationCondition | None:

@@ -34,6 +34,8 @@ class TableReport:
     #: Rows beyond the first of each id.
     duplicate_ids: int
     columns: list[tuple[str, str]]
+    #: Whether the table keeps every version of a record (appends), so ids repeat.
+    keeps_versions: bool = False
 
 
 @dataclass(frozen=True)

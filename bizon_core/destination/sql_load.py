@@ -161,7 +161,8 @@ class StagedSqlDestination(AbstractDestination):
                 f"SELECT count(*), count(*) - count({ids}), count(DISTINCT {ids})"
                 f" FROM {sql.quote(self.schema)}.{sql.quote(self.table)}"
             )[0]
-        return TableReport(rows, nulls, rows - nulls - distinct, columns)
+        append = self.disposition is WriteDisposition.APPEND
+        return TableReport(rows, nulls, rows - nulls - distinct, columns, append)
 
     @contextmanager
     def _reading(self) -> Iterator[SqlDialect | None]:
@@ -210,12 +211,16 @@ class StagedSqlDestination(AbstractDestination):
 
     def _run_recorded(self) -> bool:
         """Whether `_bizon_loads` records this run as committed into the table."""
+        return self._loaded_rows() is not None
+
+    def _loaded_rows(self) -> int | None:
+        """The rows `_bizon_loads` records this run loaded, None if it committed none."""
         found = self.sql.execute(
-            f'SELECT 1 FROM {self._name(LOADS_TABLE)} WHERE "schema" = ? AND "table" = ?'
+            f'SELECT "rows" FROM {self._name(LOADS_TABLE)} WHERE "schema" = ? AND "table" = ?'
             " AND run_id = ?",
             [self.schema, self.table, self.context.run_id],
         )
-        return bool(found)
+        return found[0][0] if found else None
 
     def _table_columns(self, table: str) -> dict[str, ColumnType | None] | None:
         """A table's columns, name -> type (None: a type bizon does not write), or None."""
@@ -371,9 +376,9 @@ class StagedSqlDestination(AbstractDestination):
         """Move staging into the table and record the run, in one transaction."""
         stage = self._name(self.stage)
         with self.sql.transaction():
-            if self._run_recorded():
+            if (loaded_before := self._loaded_rows()) is not None:
                 self.sql.execute(f"DROP TABLE IF EXISTS {stage}")
-                self._description = self._describe_table()
+                self._description = {**self._describe_table(), "loaded_rows": loaded_before}
                 return
             self.sql.prepare_commit()
             target = self._table_columns(self.table)
@@ -387,7 +392,7 @@ class StagedSqlDestination(AbstractDestination):
                 ' committed_at, "rows") VALUES (?, ?, ?, now(), ?)',
                 [self.schema, self.table, self.context.run_id, loaded],
             )
-            self._description = self._describe_table()
+            self._description = {**self._describe_table(), "loaded_rows": loaded}
 
     def _has_duplicates(self) -> bool:
         # A grouping, not count(DISTINCT): DuckDB spills it to disk beyond memory_limit.

@@ -22,6 +22,16 @@ def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
 
 
 @pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A DAGSTER_HOME shared by this process and the `dagster` processes it starts."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    return home
+
+
+@pytest.fixture
 def make_pipeline(tmp_path: Path, server) -> Callable[..., Pipeline]:
     """A `paged` pipeline on the fake API server, writing JSON lines under tmp_path/out."""
 

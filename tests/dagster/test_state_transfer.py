@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import dagster as dg
-import pytest
 
 from bizon_core.cli import main as bizon
 from bizon_dagster import bizon_assets
@@ -13,14 +12,6 @@ from bizon_dagster.__main__ import main as bizon_dagster
 from bizon_dagster.state import FULL_REFRESH_TAG, read_success
 
 USERS = dg.AssetKey(["paged", "users"])
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    return home
 
 
 def records(instance: dg.DagsterInstance, key: dg.AssetKey) -> int:

@@ -26,16 +26,6 @@ MODULE = ("-m", "bizon_dagster.definitions")
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A DAGSTER_HOME shared by this process and the `dagster` processes it starts."""
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    return home
-
-
-@pytest.fixture
 def shared_instance(home: Path) -> Iterator[dg.DagsterInstance]:
     with dg.DagsterInstance.get() as instance:
         yield instance
