@@ -50,8 +50,9 @@ class BizonTranslator:
     The default key is `[*asset_key_prefix, source, stream]`; the group is `group:` of
     the YAML, else the pipeline's name (so that two pipelines' streams stand apart in the
     graph); owners, tags, the automation condition and the freshness policy come from
-    the YAML; the kinds are `bizon` and the destination. The catalog knows the destination's table (and its
-    columns, where the destination can tell without a run) and links the pipeline YAML
+    the YAML; the kinds are `bizon` and the destination. The catalog knows the
+    destination's table (and its columns, where the destination can tell without a run)
+    and links the pipeline YAML
     as the asset's code. Example::
 
         class MyTranslator(BizonTranslator):
