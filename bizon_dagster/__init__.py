@@ -9,11 +9,13 @@ assets = bizon_assets("pipelines/hubspot.yml")      # or one pipeline's multi_as
 
 from bizon_dagster.assets import bizon_assets, bizon_stream_assets
 from bizon_dagster.automation import new_data_sensor, pipeline_job, pipeline_schedule
+from bizon_dagster.component import BizonComponent
 from bizon_dagster.loader import build_definitions, pipeline_definitions
 from bizon_dagster.state import DagsterStateStore
 from bizon_dagster.translator import BizonStream, BizonTranslator
 
 __all__ = [
+    "BizonComponent",
     "BizonStream",
     "BizonTranslator",
     "DagsterStateStore",

@@ -71,13 +71,16 @@ def build_definitions(
 
 
 def pipeline_definitions(
-    pipeline: str | Path | Pipeline, *, translator: BizonTranslator | None = None
+    pipeline: str | Path | Pipeline,
+    *,
+    translator: BizonTranslator | None = None,
+    per_stream: bool | None = None,
 ) -> Definitions:
     """One pipeline's assets (one step, or one per stream), checks, job, schedule, new-data
     sensor, and the sensor its automation conditions need."""
     if not isinstance(pipeline, Pipeline):
         pipeline = load_pipeline(pipeline)
-    assets = bizon_stream_assets(pipeline, translator=translator)
+    assets = bizon_stream_assets(pipeline, translator=translator, per_stream=per_stream)
     keys = {
         stream: spec.key
         for stream, spec in stream_specs(pipeline, translator or BizonTranslator()).items()
