@@ -268,9 +268,9 @@ class Pipeline:
         )
         return self.destination_class(self.destination_config, context)
 
-    def stream_key(self, stream: str) -> StreamKey:
-        """The key of the stream's state."""
-        return StreamKey(self.name, self.source_info.name, stream)
+    def stream_key(self, stream: str, partition: str | None = None) -> StreamKey:
+        """The key of the stream's state (of one of its time partitions)."""
+        return StreamKey(self.name, self.source_info.name, stream, partition)
 
     def masked(self) -> dict[str, Any]:
         """The pipeline config as written, with every secret replaced by `***`."""

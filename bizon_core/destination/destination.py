@@ -49,6 +49,8 @@ class WriteContext:
     sync_mode: SourceSyncModes
     run_id: str
     started_at: datetime
+    #: The time partition written (its rows are replaced on commit), None for the stream.
+    partition: str | None = None
 
 
 class AbstractDestination(ABC):

@@ -48,12 +48,20 @@ class WriteDisposition(StrEnum):
     REPLACE = "replace"  # the table becomes exactly this run's records
     MERGE = "merge"  # upsert by record id
     APPEND = "append"  # add every record, for event-style streams
+    #: Replace the rows of the run's time partition; chosen for a partitioned pipeline.
+    PARTITION = "partition"
 
     @classmethod
     def for_sync_mode(
-        cls, mode: SourceSyncModes, configured: WriteDisposition | None
+        cls,
+        mode: SourceSyncModes,
+        configured: WriteDisposition | None,
+        partition: str | None = None,
     ) -> WriteDisposition:
-        """The configured disposition, else replace for full refresh and merge for incremental."""
+        """`partition` for a time partition's run, else the configured disposition, else
+        replace for full refresh and merge for incremental."""
+        if partition is not None:
+            return cls.PARTITION
         if configured is not None:
             return configured
         return cls.REPLACE if mode == SourceSyncModes.FULL_REFRESH else cls.MERGE
@@ -77,7 +85,7 @@ class SqlDestinationConfig(DestinationConfig):
     write_disposition: WriteDisposition | None = Field(
         default=None,
         description="replace, merge or append; default: replace for full refresh, "
-        "merge for incremental.",
+        "merge for incremental (a partitioned pipeline replaces each partition's rows).",
     )
     batch_size: int = Field(
         default=50_000, gt=0, description="Records per staging write (each one a checkpoint)."
@@ -88,6 +96,13 @@ class SqlDestinationConfig(DestinationConfig):
     @classmethod
     def _valid_schema(cls, value: str) -> str:
         return check_identifier(value, "schema")
+
+    @field_validator("write_disposition")
+    @classmethod
+    def _not_partition(cls, value: WriteDisposition | None) -> WriteDisposition | None:
+        if value is WriteDisposition.PARTITION:
+            raise ValueError("partition is chosen by a partitioned pipeline (partitions:)")
+        return value
 
     @field_validator("table")
     @classmethod

@@ -52,6 +52,7 @@ from bizon_core.destination.sql_dialect import ColumnNames, SqlDialect, reserved
 from bizon_core.errors import DestinationError
 from bizon_core.secrets import redact
 from bizon_core.source.models import SourceRecord
+from bizon_core.sync.state import PARTITION_FIELD
 
 #: Every table bizon keeps for itself starts so; a stream's table cannot.
 BIZON_PREFIX = "_bizon_"
@@ -97,7 +98,7 @@ class StagedSqlDestination(AbstractDestination):
             raise self._error("the table name is one bizon uses for its own tables")
         self.stage = self._derived_name(STAGE_PREFIX)
         self.disposition = WriteDisposition.for_sync_mode(
-            context.sync_mode, config.write_disposition
+            context.sync_mode, config.write_disposition, context.partition
         )
         #: The run was committed before a stop: nothing is written or committed again.
         self._already_committed = False
@@ -156,11 +157,16 @@ class StagedSqlDestination(AbstractDestination):
             if sql is None or not sql.relation_kind(self.schema, self.table):
                 return None
             columns = sql.columns(self.schema, self.table)
-            ids = sql.quote(ID_COLUMN)
-            rows, nulls, distinct = sql.execute(
-                f"SELECT count(*), count(*) - count({ids}), count(DISTINCT {ids})"
-                f" FROM {sql.quote(self.schema)}.{sql.quote(self.table)}"
-            )[0]
+            ids, name = sql.quote(ID_COLUMN), f"{sql.quote(self.schema)}.{sql.quote(self.table)}"
+            # An id is unique within its time partition, in a partitioned table.
+            key = ids
+            if any(column == PARTITION_FIELD for column, _ in columns):
+                key = f"{sql.quote(PARTITION_FIELD)}, {ids}"
+            rows, nulls = sql.execute(f"SELECT count(*), count(*) - count({ids}) FROM {name}")[0]
+            [(distinct,)] = sql.execute(
+                f"SELECT count(*) FROM (SELECT DISTINCT {key} FROM {name}"
+                f" WHERE {ids} IS NOT NULL) AS keys"
+            )
         append = self.disposition is WriteDisposition.APPEND
         return TableReport(rows, nulls, rows - nulls - distinct, columns, append)
 
@@ -441,6 +447,10 @@ class StagedSqlDestination(AbstractDestination):
             identifier = quote(ID_COLUMN)
             self.sql.execute(
                 f"DELETE FROM {table} WHERE {identifier} IN (SELECT {identifier} FROM {stage})"
+            )
+        elif self.disposition is WriteDisposition.PARTITION:
+            self.sql.execute(
+                f"DELETE FROM {table} WHERE {quote(PARTITION_FIELD)} = ?", [self.context.partition]
             )
         names = ", ".join(quote(column) for column, _ in columns)
         loaded = self.sql.rowcount(f"INSERT INTO {table} ({names}) {rows}")

@@ -99,6 +99,27 @@ def records_after(
     return kept
 
 
+def records_between(
+    records: Iterable[SourceRecord], cursor_field: str | None, start: datetime, end: datetime
+) -> list[SourceRecord]:
+    """The records whose `cursor_field` is in `[start, end)` (a time partition's window).
+
+    Unlike `records_after`, a record without a cursor value is dropped: it belongs to no
+    window, and keeping it would load it into every partition.
+    """
+    if cursor_field is None:
+        raise RecordError("a time partition needs source.cursor_field to place each record")
+    start, end = _utc(start), _utc(end)
+    kept = []
+    for record in records:
+        value = cursor_value(record.data, cursor_field)
+        if value is not None:
+            instant = cursor_instant(value, record_id=record.id, field=cursor_field)
+            if start <= instant < end:
+                kept.append(record)
+    return kept
+
+
 class HighestCursor:
     """The highest cursor value of the records a run fetched, kept in the stream's state.
 

@@ -40,7 +40,7 @@ from bizon_core.errors import ConfigError, HttpError, RecordError, SourceError
 from bizon_core.secrets import redact
 from bizon_core.source.auth.builder import AuthBuilder
 from bizon_core.source.config import SourceConfig
-from bizon_core.source.incremental import records_after
+from bizon_core.source.incremental import records_after, records_between
 from bizon_core.source.models import SourceIncrementalState, SourceIteration, SourceRecord
 from bizon_core.source.pagination import (
     MISSING,
@@ -92,6 +92,11 @@ class Incremental(BaseModel):
     )
     client_filter: bool = Field(
         default=False, description="Filter the answer on cursor_field here too."
+    )
+    end_param: str | None = Field(
+        default=None,
+        description="Query parameter of the end of a time partition's window (exclusive "
+        "or not: records are also filtered here), e.g. created[lt].",
     )
     newest_first: bool = Field(
         default=False,
@@ -262,6 +267,30 @@ class RestSource(AbstractSource):
                 next_pagination = {}
             page = SourceIteration(records=records, next_pagination=next_pagination)
         return page
+
+    def get_records_between(
+        self, start: datetime, end: datetime, pagination: dict | None = None
+    ) -> SourceIteration:
+        """The page's records in `[start, end)`: `param` and `end_param` sent when declared,
+        and the window filtered here on the cursor field in any case."""
+        incremental = self.endpoint.incremental or Incremental()
+        extra: dict[str, Any] = {}
+        if incremental.param is not None:
+            extra[incremental.param] = incremental.value(start)
+        if incremental.end_param is not None:
+            extra[incremental.end_param] = incremental.value(end)
+        page = self._stream_page(self.endpoint, pagination, extra)
+        field = self.config.cursor_field or incremental.cursor_field
+        records = records_between(page.records, field, start, end)
+        next_pagination = page.next_pagination
+        if incremental.newest_first and field is not None and next_pagination:
+            older = records_between(page.records, field, datetime.min.replace(tzinfo=UTC), start)
+            next_pagination = {} if older else next_pagination
+        return SourceIteration(records=records, next_pagination=next_pagination)
+
+    @classmethod
+    def filters_windows(cls) -> bool:
+        return any(e.incremental and e.incremental.param for e in cls.endpoints.values())
 
     def _stream_page(
         self, endpoint: Endpoint, pagination: dict | None, extra: dict[str, Any]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import requests
 from requests.auth import AuthBase
 
 from bizon_core.source.config import SourceConfig
+from bizon_core.source.incremental import records_between
 from bizon_core.source.models import SourceIncrementalState, SourceIteration
 from bizon_core.source.session import build_session
 
@@ -103,6 +105,23 @@ class AbstractSource(ABC):
     @abstractmethod
     def get(self, pagination: dict | None = None) -> SourceIteration:
         """Fetch one page; `pagination` is `None` or `{}` for the first page."""
+
+    def get_records_between(
+        self, start: datetime, end: datetime, pagination: dict | None = None
+    ) -> SourceIteration:
+        """One page of the records whose `cursor_field` is in `[start, end)`, for a time
+        partition. By default every record is fetched and filtered here; a source whose
+        API filters by time overrides this (a `RestSource` does, from its endpoint's
+        `incremental` parameters)."""
+        page = self.get(pagination)
+        records = records_between(page.records, self.config.cursor_field, start, end)
+        return SourceIteration(records=records, next_pagination=page.next_pagination)
+
+    @classmethod
+    def filters_windows(cls) -> bool:
+        """Whether the API itself filters a partition's window (`get_records_between` is
+        overridden), rather than every record being fetched for each partition."""
+        return cls.get_records_between is not AbstractSource.get_records_between
 
     def get_records_after(
         self, source_state: SourceIncrementalState, pagination: dict | None = None

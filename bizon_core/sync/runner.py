@@ -30,11 +30,18 @@ from bizon_core.errors import BizonError, DestinationError, SourceError
 from bizon_core.secrets import redact
 from bizon_core.source.config import SourceSyncModes
 from bizon_core.source.incremental import HighestCursor
-from bizon_core.source.models import SourceIncrementalState
+from bizon_core.source.models import SourceIncrementalState, SourceIteration
 from bizon_core.source.source import AbstractSource
 from bizon_core.sync.memory import PagedCollection
 from bizon_core.sync.pages import Page, iterate_pages, prefetched
-from bizon_core.sync.state import Checkpoint, StateStore, StreamKey, SuccessfulRun
+from bizon_core.sync.state import (
+    PARTITION_FIELD,
+    Checkpoint,
+    StateStore,
+    StreamKey,
+    SuccessfulRun,
+    TimeWindow,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -161,15 +168,20 @@ def run_stream(
     *,
     resume: bool = True,
     on_progress: ProgressCallback | None = None,
+    window: TimeWindow | None = None,
 ) -> RunResult:
-    """Sync one stream of `pipeline`, recording its state in `store`.
+    """Sync one stream of `pipeline` (or one time partition of it, `window`), recording
+    its state in `store`.
 
-    Raises a `BizonError` subclass when the run fails; the cursor is then unchanged and
-    the destination's committed data is as it was.
+    A partition's run fetches the records whose cursor is in the window (see
+    `AbstractSource.get_records_between`), marks them with the partition's key
+    (`_bizon_partition`) and replaces that partition's rows at the destination; its
+    checkpoints are its own. Raises a `BizonError` subclass when the run fails; the cursor
+    is then unchanged and the destination's committed data is as it was.
     """
-    key = pipeline.stream_key(stream)
+    key = pipeline.stream_key(stream, window.key if window else None)
     with store.lock(key):
-        return _StreamRun(pipeline, stream, key, store, on_progress).run(resume)
+        return _StreamRun(pipeline, stream, key, store, on_progress, window).run(resume)
 
 
 class _StreamRun:
@@ -180,8 +192,10 @@ class _StreamRun:
         key: StreamKey,
         store: StateStore,
         on_progress: ProgressCallback | None,
+        window: TimeWindow | None = None,
     ):
         self.pipeline = pipeline
+        self.window = window
         self.key = key
         self.store = store
         self.on_progress = on_progress
@@ -227,6 +241,7 @@ class _StreamRun:
                 sync_mode=mode,
                 run_id=run_id,
                 started_at=started_at,
+                partition=self.key.partition,
             )
             destination = self._make_destination(context)
             # The count is the collection's: it tells how far a full fetch is, not an
@@ -285,6 +300,8 @@ class _StreamRun:
 
             def fetch(pagination: dict | None):
                 return source.get_records_after(state, pagination)
+        elif self.window is not None:
+            fetch = self._window_fetch(source, self.window)
         else:
             fetch = source.get
         if checkpoint is not None and not checkpoint.pagination:
@@ -420,8 +437,32 @@ class _StreamRun:
             ),
         )
 
+    def _window_fetch(
+        self, source: AbstractSource, window: TimeWindow
+    ) -> Callable[[dict | None], SourceIteration]:
+        if not type(source).filters_windows():
+            logger.warning(
+                "%s: the source cannot filter by time: partition %s fetches every record "
+                "and keeps those with %s in [%s, %s)",
+                self.label,
+                window.key,
+                self.source_config.cursor_field,
+                window.start.isoformat(),
+                window.end.isoformat(),
+            )
+
+        def fetch(pagination: dict | None) -> SourceIteration:
+            page = source.get_records_between(window.start, window.end, pagination)
+            for record in page.records:
+                record.data[PARTITION_FIELD] = window.key
+            return page
+
+        return fetch
+
     def _effective_mode(self) -> SourceSyncModes:
         mode = self.source_config.sync_mode
+        if self.window is not None:
+            return SourceSyncModes.FULL_REFRESH  # of the partition: its rows are replaced
         if (
             mode is SourceSyncModes.INCREMENTAL
             and not self.pipeline.source_class.supports_incremental()

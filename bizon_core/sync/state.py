@@ -22,9 +22,25 @@ class StreamKey:
     pipeline: str
     source: str
     stream: str
+    #: A time partition of the stream (its key, e.g. `2026-03-01`), synced on its own.
+    partition: str | None = None
 
     def __str__(self) -> str:
-        return f"{self.pipeline}/{self.source}/{self.stream}"
+        where = f"{self.pipeline}/{self.source}/{self.stream}"
+        return where if self.partition is None else f"{where}[{self.partition}]"
+
+
+#: The field a partition's records carry its key in, at the destination.
+PARTITION_FIELD = "_bizon_partition"
+
+
+@dataclass(frozen=True)
+class TimeWindow:
+    """A partition of a stream: the records whose cursor is in `[start, end)`."""
+
+    key: str
+    start: datetime
+    end: datetime
 
 
 @dataclass(frozen=True)

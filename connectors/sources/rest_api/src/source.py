@@ -64,6 +64,10 @@ class RestApiSource(RestSource):
         return True  # its endpoints, in the config, say how
 
     @classmethod
+    def filters_windows(cls) -> bool:
+        return True  # likewise
+
+    @classmethod
     def declared_endpoints(cls, config: RestSourceConfig) -> dict[str, Endpoint]:
         return config.endpoints if isinstance(config, RestApiConfig) else {}
 
