@@ -188,6 +188,24 @@ class ChecksConfig(BaseModel):
     _parse_freshness = field_validator("freshness", mode="before")(parse_duration)
 
 
+class PartitionsConfig(BaseModel):
+    """`partitions:` of a pipeline: each stream split in time windows on its cursor field,
+    each window loaded (and reloaded) on its own by Dagster."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["hourly", "daily", "weekly", "monthly"]
+    start: datetime = Field(description="The first partition's start, e.g. 2026-01-01.")
+    timezone: str = Field(default="UTC", description="An IANA time zone, e.g. `Europe/Paris`.")
+    end_offset: int = Field(
+        default=0,
+        ge=0,
+        description="Partitions after the last complete one to offer: 1 adds the current one.",
+    )
+
+    _check_timezone = field_validator("timezone")(check_timezone)
+
+
 class PipelineConfig(BaseModel):
     """The top level of a pipeline YAML."""
 
@@ -214,6 +232,7 @@ class PipelineConfig(BaseModel):
     )
 
     automation: AutomationConfig | None = None
+    partitions: PartitionsConfig | None = None
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     checks: ChecksConfig = Field(default_factory=ChecksConfig)
 
@@ -287,6 +306,24 @@ def load_pipeline(path: str | Path) -> Pipeline:
         raise ConfigError(f"{path}: {exc}") from None
 
 
+def _check_partitioning(
+    source_configs: dict[str, SourceConfig],
+    destination_class: type[AbstractDestination],
+    destination: str,
+) -> None:
+    if not destination_class.replaces_partitions:
+        raise ConfigError(
+            f"partitions: destination '{destination}' cannot replace one partition's rows; "
+            "use a SQL destination (duckdb, postgres)"
+        )
+    for stream, config in source_configs.items():
+        if config.cursor_field is None:
+            raise ConfigError(
+                f"partitions: stream '{stream}' has no cursor_field to place its records in "
+                "time partitions; set source.cursor_field"
+            )
+
+
 def pipeline_from_dict(data: Any, path: Path | None = None) -> Pipeline:
     """Validate an already parsed pipeline config (see `load_pipeline`)."""
     if not isinstance(data, Mapping):
@@ -312,6 +349,8 @@ def pipeline_from_dict(data: Any, path: Path | None = None) -> Pipeline:
 
     destination_info = get_connector(ConnectorKind.DESTINATION, config.destination.name)
     destination_class = load_connector_class(destination_info)
+    if config.partitions is not None:
+        _check_partitioning(source_configs, destination_class, destination_info.name)
     destination_config = _validate(
         destination_class.get_config_class(), config.destination.config, ("destination", "config")
     )

@@ -10,8 +10,10 @@ from dagster import (
     AssetCheckResult,
     AssetExecutionContext,
     AssetKey,
+    AssetMaterialization,
     AssetsDefinition,
     AssetSpec,
+    BackfillPolicy,
     Backoff,
     Failure,
     Jitter,
@@ -27,8 +29,10 @@ from bizon_core.config import Pipeline, load_pipeline
 from bizon_core.errors import BizonError, ConfigError
 from bizon_core.secrets import install_log_redaction, mask, redact
 from bizon_core.sync.runner import RunProgress, RunResult, run_stream
+from bizon_core.sync.state import TimeWindow
 from bizon_dagster.checks import check_specs, evaluate, previous_columns
 from bizon_dagster.logs import forward_project_logs
+from bizon_dagster.partitions import partitions_definition, run_windows
 from bizon_dagster.state import (
     FULL_REFRESH_TAG,
     RESUME_TAG,
@@ -80,11 +84,18 @@ def bizon_assets(
     specs = stream_specs(pipeline, translator or BizonTranslator(), chosen)
     keys = {stream: spec.key for stream, spec in specs.items()}
     one = chosen[0] if streams is not None and len(chosen) == 1 else None
+    partitions = partitions_definition(pipeline.config.partitions)
+    if partitions is not None:
+        # Each partition is logged as its own materialization, with its own metadata.
+        specs = {s: spec.replace_attributes(skippable=True) for s, spec in specs.items()}
 
     @multi_asset(
         name=name or op_name(pipeline, one),
         specs=list(specs.values()),
         check_specs=check_specs(pipeline, keys),
+        partitions_def=partitions,
+        # A backfill of many partitions is one run, which syncs them one after the other.
+        backfill_policy=BackfillPolicy.single_run() if partitions is not None else None,
         can_subset=True,
         pool=pool_name(pipeline, one),
         retry_policy=retry_policy(pipeline),
@@ -175,28 +186,43 @@ def sync_streams(
     start_over = context.retry_number == 0 and (
         full_refresh or (tags.get(RESUME_TAG) or "").lower() == "false"
     )
+    windows: list[TimeWindow | None] = [None]
+    if context.assets_def.partitions_def is not None:
+        windows = list(run_windows(context))
     failed: list[str] = []
     with forward_project_logs(context):
         for stream, key in keys.items():
             if key not in context.selected_asset_keys:
                 continue
-            store = DagsterStateStore(context, key, checkpoint_interval, full_refresh)
             try:
-                # Held until Dagster has stored the materialization (it does so before
-                # resuming this generator): see `DagsterStateStore.hold`.
                 before = previous_columns(context.instance, key)
-                with store.hold(pipeline.stream_key(stream)):
-                    if start_over:
-                        store.discard_checkpoint()
-                    result = run_stream(
-                        pipeline,
-                        stream,
-                        store,
-                        resume=not start_over,
-                        on_progress=_ProgressLog(context),
+                for window in windows:
+                    partition = window.key if window is not None else None
+                    store = DagsterStateStore(
+                        context, key, checkpoint_interval, full_refresh, partition
                     )
-                    context.log.info(_summary(result))
-                    yield MaterializeResult(asset_key=key, metadata=result_metadata(result))
+                    # Held until Dagster has stored the materialization (it does so before
+                    # resuming this generator): see `DagsterStateStore.hold`. A partition's
+                    # load replaces its rows, so logging its materialization is enough.
+                    with store.hold(pipeline.stream_key(stream, partition)):
+                        if start_over:
+                            store.discard_checkpoint()
+                        result = run_stream(
+                            pipeline,
+                            stream,
+                            store,
+                            resume=not start_over,
+                            on_progress=_ProgressLog(context),
+                            window=window,
+                        )
+                        context.log.info(_summary(result))
+                        metadata = result_metadata(result)
+                        if partition is None:
+                            yield MaterializeResult(asset_key=key, metadata=metadata)
+                        else:
+                            context.log_event(
+                                AssetMaterialization(key, partition=partition, metadata=metadata)
+                            )
                 yield from evaluate(context, pipeline, key, result, before)
             except BizonError as exc:
                 message = redact(str(exc))

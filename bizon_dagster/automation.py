@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from dagster import (
     AssetKey,
@@ -16,6 +16,7 @@ from dagster import (
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
+    build_schedule_from_partitioned_job,
     define_asset_job,
     sensor,
 )
@@ -60,11 +61,21 @@ def pipeline_job(
     )
 
 
-def pipeline_schedule(pipeline: Pipeline, job: AssetJob) -> ScheduleDefinition | None:
-    """The schedule of `schedule:` in the YAML, running from the start; None without one."""
+def pipeline_schedule(pipeline: Pipeline, job: AssetJob) -> Any:
+    """The schedule of `schedule:` in the YAML, running from the start; None without one.
+    (A `ScheduleDefinition`, or for partitions the one Dagster resolves with the job.)"""
     schedule = pipeline.config.schedule
     if schedule is None:
         return None
+    if pipeline.config.partitions is not None:
+        # At each tick, the latest complete partition.
+        return build_schedule_from_partitioned_job(
+            job,
+            name=f"{op_name(pipeline)}_schedule",
+            cron_schedule=schedule.cron,
+            execution_timezone=schedule.timezone,
+            default_status=DefaultScheduleStatus.RUNNING,
+        )
     return ScheduleDefinition(
         name=f"{op_name(pipeline)}_schedule",
         job=job,
@@ -88,8 +99,8 @@ def new_data_sensor(
     own, even when an answer comes back to one seen before. The first evaluation of a
     probe only records its answer.
     """
-    if not pipeline.config.sensor.enabled:
-        return None
+    if not pipeline.config.sensor.enabled or pipeline.config.partitions is not None:
+        return None  # a partition is synced for its window, not because data changed
 
     @sensor(
         name=f"{op_name(pipeline)}_new_data",

@@ -19,6 +19,7 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetObservation,
+    AssetRecordsFilter,
     DagsterInstance,
     MetadataValue,
 )
@@ -80,8 +81,11 @@ class DagsterStateStore:
         asset_key: AssetKey,
         checkpoint_interval: float = 0,
         ignore_cursor: bool = False,
+        partition: str | None = None,
     ):
         self.context = context
+        #: The time partition synced: its checkpoints are its own, and it has no cursor.
+        self.partition = partition
         #: Set by the `bizon/full_refresh` tag: `last_success` is then None.
         self.ignore_cursor = ignore_cursor
         self.instance = context.instance
@@ -92,18 +96,20 @@ class DagsterStateStore:
         self._held = False
 
     def last_success(self, key: StreamKey) -> SuccessfulRun | None:
-        return None if self.ignore_cursor else read_success(self.instance, self.asset_key)
+        if self.ignore_cursor or self.partition is not None:
+            return None
+        return read_success(self.instance, self.asset_key)
 
     def resume_point(self, key: StreamKey) -> Checkpoint | None:
-        records = self.instance.fetch_observations(self.asset_key, limit=1).records
+        records = self.instance.fetch_observations(self._records(), limit=1).records
         if not records:
             return None
         entry = records[0].event_log_entry
         observation = entry.asset_observation
         if observation is None or CHECKPOINT not in observation.metadata:
             return None  # none, or discarded (`discard_checkpoint`)
-        latest = self.instance.get_latest_materialization_event(self.asset_key)
-        if latest is not None and latest.timestamp >= entry.timestamp:
+        latest = self.instance.fetch_materializations(self._records(), limit=1).records
+        if latest and latest[0].event_log_entry.timestamp >= entry.timestamp:
             return None  # the checkpoint's run, or a later one, has committed since
         data = observation.metadata[CHECKPOINT].value
         try:
@@ -126,6 +132,12 @@ class DagsterStateStore:
             created_at=datetime.fromtimestamp(entry.timestamp, UTC),
             state=data.get("state") or {},
         )
+
+    def _records(self) -> AssetKey | AssetRecordsFilter:
+        """The asset's events, or its partition's."""
+        if self.partition is None:
+            return self.asset_key
+        return AssetRecordsFilter(asset_key=self.asset_key, asset_partitions=[self.partition])
 
     @contextmanager
     def lock(self, key: StreamKey) -> Iterator[None]:
@@ -170,6 +182,7 @@ class DagsterStateStore:
         self.context.log_event(
             AssetObservation(
                 asset_key=self.asset_key,
+                partition=self.partition,
                 metadata={
                     CHECKPOINT: MetadataValue.json(data),
                     # Keys of their own: `bizon/records` plots the committed syncs only.
@@ -189,6 +202,7 @@ class DagsterStateStore:
         self.context.log_event(
             AssetObservation(
                 asset_key=self.asset_key,
+                partition=self.partition,
                 metadata={DISCARDED: MetadataValue.text(f"by run {self.context.run.run_id}")},
             )
         )

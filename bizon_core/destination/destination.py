@@ -81,6 +81,9 @@ class AbstractDestination(ABC):
     #: not yet durable ends, to checkpoint it when it is.
     writes_in_background: ClassVar[bool] = False
 
+    #: Whether a time partition's run replaces exactly that partition's rows on commit.
+    replaces_partitions: ClassVar[bool] = False
+
     def __init__(self, config: DestinationConfig, context: WriteContext):
         self.config = config
         self.context = context

@@ -22,6 +22,7 @@ The database adds its connection, lock and bulk path, and its `SqlDialect`.
 
 from __future__ import annotations
 
+import re
 from abc import abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -70,6 +71,8 @@ class StagedSqlDestination(AbstractDestination):
     (`_write_batch`, which sets `self._batch`), usually through `_evolve_stage`.
     """
 
+    replaces_partitions: ClassVar[bool] = True
+
     #: The destination's name, for messages.
     name: ClassVar[str]
     #: The driver's errors, reported by `_errors` as `DestinationError`s.
@@ -96,7 +99,11 @@ class StagedSqlDestination(AbstractDestination):
         self._dialect = dialect
         if self._dialect.fold(self.table).startswith(BIZON_PREFIX):
             raise self._error("the table name is one bizon uses for its own tables")
-        self.stage = self._derived_name(STAGE_PREFIX)
+        # A partition's run stages apart: another partition's run must not take its rows.
+        partition = re.sub(r"[^0-9A-Za-z]", "", context.partition or "")
+        self.stage = self._derived_name(
+            f"{STAGE_PREFIX}{partition}_" if partition else STAGE_PREFIX
+        )
         self.disposition = WriteDisposition.for_sync_mode(
             context.sync_mode, config.write_disposition, context.partition
         )

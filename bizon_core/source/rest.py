@@ -27,7 +27,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from string import Formatter
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import quote
@@ -276,7 +276,10 @@ class RestSource(AbstractSource):
         incremental = self.endpoint.incremental or Incremental()
         extra: dict[str, Any] = {}
         if incremental.param is not None:
-            extra[incremental.param] = incremental.value(start)
+            # A second early, as an API may take the start as exclusive (`after`): the
+            # window's first record is then fetched too, and the filter below keeps the
+            # window exactly.
+            extra[incremental.param] = incremental.value(start - timedelta(seconds=1))
         if incremental.end_param is not None:
             extra[incremental.end_param] = incremental.value(end)
         page = self._stream_page(self.endpoint, pagination, extra)

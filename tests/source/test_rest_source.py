@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -208,6 +208,34 @@ def test_the_endpoint_s_cursor_field_is_the_stream_s_default(shop_server):
     assert type(source).with_default_cursor_field(source.config).cursor_field == "updated_at"
     named = source.config.model_copy(update={"cursor_field": "created_at"})
     assert type(source).with_default_cursor_field(named).cursor_field == "created_at"
+
+
+def test_a_time_window_sends_both_bounds_and_keeps_only_the_window(shop_server, shop):
+    incremental = Incremental(
+        param="updated_after", end_param="updated_before", cursor_field="updated_at"
+    )
+    source = _source(
+        shop_server, Endpoint(path="cursor/users", records_path="items", incremental=incremental)
+    )
+    start, end = (
+        datetime(2026, 1, 1, 1, 0, 2, tzinfo=UTC),
+        datetime(2026, 1, 1, 1, 0, 5, tzinfo=UTC),
+    )
+    ids, pagination = [], None
+    while pagination != {}:
+        page = source.get_records_between(start, end, pagination)
+        ids += [r.id for r in page.records]
+        pagination = page.next_pagination
+    expected = [
+        r["id"]
+        for r in shop.records("users")
+        if start <= datetime.fromisoformat(r["updated_at"]) < end
+    ]
+    assert ids == [str(i) for i in expected] and 0 < len(ids) < 7
+    query = shop_server.requests[0].query
+    assert query["updated_before"].replace(" ", "+") == end.isoformat()
+    # A second early: this API's start is exclusive, the window's is not.
+    assert query["updated_after"].replace(" ", "+") == (start - timedelta(seconds=1)).isoformat()
 
 
 def test_a_wrong_records_path_names_it_and_the_keys_found(shop_server):
