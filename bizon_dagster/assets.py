@@ -242,8 +242,13 @@ def result_metadata(result: RunResult) -> dict[str, Any]:
     destination = mask(result.destination)
     metadata: dict[str, Any] = {
         **success_metadata(result.run),
-        # A table's row count when the destination knows it, else the records synced.
-        "dagster/row_count": destination.pop("row_count", result.records),
+        # A table's row count when the destination knows it (a partition's: the rows its
+        # load committed), else the records synced.
+        "dagster/row_count": (
+            destination.pop("loaded_rows", result.records)
+            if result.key.partition is not None
+            else destination.pop("row_count", result.records)
+        ),
         "bizon/records": result.records,
         "bizon/pages": result.pages,
         "bizon/duration_seconds": round(result.duration_seconds, 3),

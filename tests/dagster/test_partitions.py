@@ -85,6 +85,11 @@ def test_a_week_is_backfilled_in_one_run_from_dagster_asset_materialize(daily, h
             }
             expected = dummy_days(stream)
             assert by_partition == {day: expected.get(day, 0) for day in WEEK}
+            rows = {
+                r.partition_key: r.asset_materialization.metadata["dagster/row_count"].value
+                for r in records
+            }
+            assert rows == by_partition  # the partition's rows, not the table's
     assert rows_by_partition(tmp_path / "daily.duckdb", "creatures") == dict(
         dummy_days("creatures")
     )
