@@ -21,6 +21,7 @@ from bizon_core.cli_common import (
     EXIT_OK,
     print_table,
     selected_streams,
+    write_output,
 )
 from bizon_core.cli_state import add_state_commands
 from bizon_core.config import Pipeline, load_pipeline
@@ -220,12 +221,7 @@ def _stream_list(args: argparse.Namespace) -> int:
 
 
 def _schema(args: argparse.Namespace) -> int:
-    text = schema_text(builtin_only=args.builtin_only)
-    if args.output is None:
-        sys.stdout.write(text)
-    else:
-        args.output.write_text(text)
-        print(f"wrote {args.output}")
+    write_output(schema_text(builtin_only=args.builtin_only), args.output, "the schema")
     return EXIT_OK
 
 

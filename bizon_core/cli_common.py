@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from bizon_core.config import Pipeline
 from bizon_core.errors import ConfigError
@@ -28,3 +30,12 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     widths = [max(len(str(c)) for c in column) for column in zip(headers, *rows, strict=False)]
     for row in (headers, *rows):
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def write_output(text: str, output: Path | None, written: str) -> None:
+    """`text` to `output`, saying `written` (what went there), or to stdout without one."""
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text)
+        print(f"wrote {written} to {output}")

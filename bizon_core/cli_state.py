@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bizon_core.cli_common import EXIT_OK, print_table, selected_streams
+from bizon_core.cli_common import EXIT_OK, print_table, selected_streams, write_output
 from bizon_core.config import load_pipeline
-from bizon_core.errors import ConfigError
 from bizon_core.sync.sqlite_store import SqliteStateStore
-from bizon_core.sync.state_document import export_state, runs_of
+from bizon_core.sync.state_document import export_state, read_state_document, runs_of
 
 
 def add_state_commands(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -100,22 +98,14 @@ def _export(args: argparse.Namespace) -> int:
     document = export_state(
         pipeline, SqliteStateStore(args.state), selected_streams(pipeline, args.streams)
     )
-    text = json.dumps(document, indent=2) + "\n"
-    if args.output is None:
-        sys.stdout.write(text)
-    else:
-        args.output.write_text(text)
-        print(f"wrote the cursors of {len(document['streams'])} streams to {args.output}")
+    written = f"the cursors of {len(document['streams'])} streams"
+    write_output(json.dumps(document, indent=2) + "\n", args.output, written)
     return EXIT_OK
 
 
 def _import(args: argparse.Namespace) -> int:
     pipeline = load_pipeline(args.config)
-    try:
-        document = json.loads(args.file.read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{args.file}: {exc}") from None
-    runs = runs_of(document, pipeline, str(args.file))
+    runs = runs_of(read_state_document(args.file), pipeline, str(args.file))
     wanted = selected_streams(pipeline, args.streams)
     store = SqliteStateStore(args.state)
     for stream, run in runs.items():

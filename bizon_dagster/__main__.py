@@ -11,8 +11,10 @@ from pathlib import Path
 
 from dagster import DagsterError, DagsterInstance
 
+from bizon_core.cli_common import write_output
 from bizon_core.config import load_pipeline
-from bizon_core.errors import BizonError, ConfigError
+from bizon_core.errors import BizonError
+from bizon_core.sync.state_document import read_state_document
 from bizon_dagster.state_transfer import export_state, import_state
 
 
@@ -32,20 +34,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         pipeline = load_pipeline(args.config)
         with DagsterInstance.get() as instance:
             if args.action == "import":
-                try:
-                    document = json.loads(args.file.read_text())
-                except (OSError, ValueError) as exc:
-                    raise ConfigError(f"{args.file}: {exc}") from None
+                document = read_state_document(args.file)
                 for stream, key in import_state(
                     instance, pipeline, document, str(args.file)
                 ).items():
                     print(f"{stream}: cursor recorded on asset {key.to_user_string()}")
                 return 0
             text = json.dumps(export_state(instance, pipeline), indent=2) + "\n"
-            if args.output is None:
-                sys.stdout.write(text)
-            else:
-                args.output.write_text(text)
+            write_output(text, args.output, "the cursors")
             return 0
     except BizonError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -7,7 +7,9 @@ checkpoint belongs to the store (and the destination) that wrote it.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from bizon_core.config import Pipeline
@@ -44,6 +46,14 @@ def state_document(pipeline: Pipeline, runs: dict[str, SuccessfulRun]) -> dict[s
             for stream, run in runs.items()
         },
     }
+
+
+def read_state_document(path: Path) -> Any:
+    """The JSON document at `path`; `ConfigError` naming the file if it cannot be read."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 def runs_of(document: Any, pipeline: Pipeline, where: str) -> dict[str, SuccessfulRun]:
