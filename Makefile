@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 EXAMPLE ?= connectors/sources/dummy/config/dummy.example.yml
 
-.PHONY: setup run test lint format bench chaos dagster postgres clean
+.PHONY: setup run test test-dagster-lowest lint format bench chaos dagster postgres clean
 
 setup: $(VENV)/.installed
 
@@ -33,6 +33,22 @@ postgres:
 test: lint postgres
 	DAGSTER_HOME= $(BIN)/dagster definitions validate -w workspace.yaml
 	$(BIN)/python -m pytest -q || [ $$? -eq 5 ]
+	$(MAKE) test-dagster-lowest
+
+# The Dagster tests again at the lowest Dagster release pyproject.toml admits.
+DAGSTER_LOWEST ?= 1.12.0
+DAGSTER_POSTGRES_LOWEST ?= 0.28.0
+LOWEST := .venv-dagster-lowest
+test-dagster-lowest: $(LOWEST)/.installed
+	$(LOWEST)/bin/python -m pytest -q tests/dagster || [ $$? -eq 5 ]
+
+$(LOWEST)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(LOWEST)
+	$(LOWEST)/bin/pip install --quiet --upgrade pip
+	$(LOWEST)/bin/pip install --quiet -e ".[dev]" "dagster==$(DAGSTER_LOWEST)" \
+		"dagster-webserver==$(DAGSTER_LOWEST)" "dagster-dg-cli==$(DAGSTER_LOWEST)" \
+		"create-dagster==$(DAGSTER_LOWEST)" "dagster-postgres==$(DAGSTER_POSTGRES_LOWEST)"
+	touch $@
 
 # kill -9 trials (20 per destination and path: 10 per mode) and overlapping runs; a table.
 CHAOS_RECORDS ?= 100000
@@ -47,4 +63,4 @@ bench: setup
 	$(BIN)/python benchmarks/throughput.py
 
 clean:
-	rm -rf $(VENV) .bizon .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LOWEST) .bizon .pytest_cache .ruff_cache

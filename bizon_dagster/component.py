@@ -14,7 +14,7 @@ writes `defs/github/defs.yaml` and a starter `pipeline.yml` beside it::
         tags: {domain: engineering}
         kinds: [github]
         key_prefix: [raw]
-        automation_condition: "{{ dg.AutomationCondition.on_cron('0 * * * *') }}"
+        automation_condition: "{{ automation_condition.on_cron('0 * * * *') }}"
 
 `{{ stream }}`, `{{ source }}` and `{{ pipeline }}` can be used in `translation`.
 """

@@ -30,7 +30,10 @@ def test_the_default_definitions_show_the_dummy_examples(monkeypatch):
         "dummy/creatures",
         "oauth_demo/dummy/creatures",
         "oauth_demo/dummy/plants",
+        "dummy_daily/dummy/creatures",
+        "dummy_daily/dummy/plants",
     }
+    # The partitioned pipeline has no new-data sensor: its partitions are its windows.
     assert {s.name for s in defs.sensors} == {
         "bizon_dummy_to_duckdb_new_data",
         "bizon_dummy_oauth_to_duckdb_new_data",
