@@ -202,6 +202,12 @@ class PartitionsConfig(BaseModel):
         ge=0,
         description="Partitions after the last complete one to offer: 1 adds the current one.",
     )
+    lookback: int = Field(
+        default=0,
+        ge=0,
+        description="Earlier partitions each scheduled run reloads too, for records that "
+        "arrive late: 2 reloads the latest three.",
+    )
 
     _check_timezone = field_validator("timezone")(check_timezone)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 from dagster import (
     AssetKey,
@@ -12,17 +12,19 @@ from dagster import (
     DefaultSensorStatus,
     RunRequest,
     ScheduleDefinition,
+    ScheduleEvaluationContext,
     SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
-    build_schedule_from_partitioned_job,
     define_asset_job,
+    schedule,
     sensor,
 )
 
-from bizon_core.config import Pipeline
+from bizon_core.config import Pipeline, ScheduleConfig
 from bizon_dagster.assets import op_name
+from bizon_dagster.partitions import partitions_definition
 from bizon_dagster.probe import SensorCursor, probe_stream
 from bizon_dagster.state import read_success
 
@@ -61,29 +63,58 @@ def pipeline_job(
     )
 
 
-def pipeline_schedule(pipeline: Pipeline, job: AssetJob) -> Any:
-    """The schedule of `schedule:` in the YAML, running from the start; None without one.
-    (A `ScheduleDefinition`, or for partitions the one Dagster resolves with the job.)"""
-    schedule = pipeline.config.schedule
-    if schedule is None:
+def pipeline_schedule(pipeline: Pipeline, job: AssetJob) -> ScheduleDefinition | None:
+    """The schedule of `schedule:` in the YAML, running from the start; None without one."""
+    configured = pipeline.config.schedule
+    if configured is None:
         return None
     if pipeline.config.partitions is not None:
-        # At each tick, the latest complete partition.
-        return build_schedule_from_partitioned_job(
-            job,
-            name=f"{op_name(pipeline)}_schedule",
-            cron_schedule=schedule.cron,
-            execution_timezone=schedule.timezone,
-            default_status=DefaultScheduleStatus.RUNNING,
-        )
+        return _partitions_schedule(pipeline, job, configured)
     return ScheduleDefinition(
         name=f"{op_name(pipeline)}_schedule",
         job=job,
-        cron_schedule=schedule.cron,
-        execution_timezone=schedule.timezone,
+        cron_schedule=configured.cron,
+        execution_timezone=configured.timezone,
         default_status=DefaultScheduleStatus.RUNNING,
-        description=f"Runs pipeline {pipeline.name} on `{schedule.cron}` ({schedule.timezone}).",
+        description=f"Runs pipeline {pipeline.name} on `{configured.cron}` "
+        f"({configured.timezone}).",
     )
+
+
+def _partitions_schedule(
+    pipeline: Pipeline, job: AssetJob, config: ScheduleConfig
+) -> ScheduleDefinition:
+    """At each tick, one run of the latest complete partition and the `lookback` ones
+    before it (a range: the assets' backfill policy is a single run)."""
+    partitions = partitions_definition(pipeline.config.partitions)
+    lookback = pipeline.config.partitions.lookback  # type: ignore[union-attr]
+    assert partitions is not None
+
+    @schedule(
+        name=f"{op_name(pipeline)}_schedule",
+        job=job,
+        cron_schedule=config.cron,
+        execution_timezone=config.timezone,
+        default_status=DefaultScheduleStatus.RUNNING,
+        description=f"Loads the latest partition of pipeline {pipeline.name}"
+        + (f" and the {lookback} before it" if lookback else "")
+        + f" on `{config.cron}` ({config.timezone}).",
+    )
+    def _tick(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
+        keys = partitions.get_partition_keys(current_time=context.scheduled_execution_time)
+        if not keys:
+            return SkipReason("no partition is complete yet")
+        chosen = keys[-(lookback + 1) :]
+        return RunRequest(
+            run_key=f"{chosen[0]}...{chosen[-1]}",
+            tags={
+                **run_retry_tags(pipeline),
+                "dagster/asset_partition_range_start": chosen[0],
+                "dagster/asset_partition_range_end": chosen[-1],
+            },
+        )
+
+    return _tick
 
 
 def new_data_sensor(

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -18,7 +18,7 @@ import yaml
 from bizon_core.config import load_pipeline
 from bizon_core.errors import ConfigError
 from bizon_core.testing import Fault
-from bizon_dagster import bizon_assets
+from bizon_dagster import bizon_assets, pipeline_definitions
 
 ROOT = Path(__file__).parents[2]
 EXAMPLE = ROOT / "connectors/sources/dummy/config/dummy_daily.example.yml"
@@ -178,3 +178,24 @@ def test_a_pipeline_that_cannot_be_partitioned_is_one_line(daily, change, messag
     daily.write_text(yaml.safe_dump(config))
     with pytest.raises(ConfigError, match=message):
         load_pipeline(daily)
+
+
+def test_a_scheduled_tick_reloads_the_latest_partitions_with_the_lookback(
+    daily, instance, tmp_path
+):
+    config = yaml.safe_load(daily.read_text())
+    config["partitions"]["lookback"] = 2
+    config["schedule"] = {"cron": "0 1 * * *"}
+    daily.write_text(yaml.safe_dump(config))
+    defs = pipeline_definitions(daily)
+    schedule = defs.resolve_schedule_def("bizon_dummy_daily_schedule")
+    tick = datetime(2026, 1, 5, 1, tzinfo=UTC)
+    [request] = schedule.evaluate_tick(
+        dg.build_schedule_context(instance=instance, scheduled_execution_time=tick)
+    ).run_requests
+    assert request.tags["dagster/asset_partition_range_start"] == "2026-01-02"
+    assert request.tags["dagster/asset_partition_range_end"] == "2026-01-04"
+    job = defs.resolve_job_def("bizon_dummy_daily_job")
+    assert job.execute_in_process(instance=instance, tags=request.tags).success
+    loaded = instance.fetch_materializations(PLANTS, limit=10).records
+    assert sorted(r.partition_key for r in loaded) == ["2026-01-02", "2026-01-03", "2026-01-04"]
