@@ -245,6 +245,11 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError("--max-records goes with --explain")
     if args.explain:
         return _explain(pipeline, streams, args.state, args.max_records)
+    if pipeline.config.partitions is not None:
+        raise ConfigError(
+            f"{args.config}: partitions: a partitioned pipeline runs from Dagster, one "
+            "partition at a time (a whole-stream run would replace every partition's rows)"
+        )
     store = SqliteStateStore(args.state)
     failures = 0
     for stream in streams:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
 
 @pytest.fixture
@@ -70,3 +71,17 @@ def test_an_export_of_another_pipeline_is_refused_in_one_line(cli, pipeline, tmp
 def test_an_unknown_stream_is_named(cli, pipeline):
     code, _, err = cli("state", "reset", pipeline, "--stream", "nope")
     assert code == 2 and "--stream nope: not a stream of this pipeline" in err
+
+
+def test_a_partitioned_pipeline_is_not_run_whole_by_the_cli(cli, write_pipeline, tmp_path, server):
+    path = write_pipeline(
+        {"base_url": server.url},
+        destination={"name": "duckdb", "config": {"path": str(tmp_path / "d.duckdb")}},
+    )
+    config = yaml.safe_load(path.read_text())
+    config["source"]["cursor_field"] = "updated_at"
+    config["partitions"] = {"type": "daily", "start": "2026-01-01"}
+    path.write_text(yaml.safe_dump(config))
+    code, out, err = cli("run", path)
+    assert code == 2 and out == "" and "a partitioned pipeline runs from Dagster" in err
+    assert not (tmp_path / "d.duckdb").exists()
