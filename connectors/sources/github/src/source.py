@@ -52,7 +52,10 @@ class GithubSource(RestSource):
             params={"per_page": 100},
             id_field="sha",
             incremental=Incremental(
-                param="since", format="iso_z", cursor_field="commit.committer.date"
+                param="since",
+                end_param="until",
+                format="iso_z",
+                cursor_field="commit.committer.date",
             ),
         ),
     }

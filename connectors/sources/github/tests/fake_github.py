@@ -4,7 +4,8 @@
   100) and `page`; the `Link` header names the `next`, `last`, `first` and `prev` pages
   by absolute URL. `issues` lists pull requests too (they have a `pull_request` key) and
   takes `state`, `sort`, `direction` and `since` (updated at or after); `pulls` takes
-  `state`, `sort` and `direction` but no `since`; `commits`, newest first, takes `since`.
+  `state`, `sort` and `direction` but no `since`; `commits`, newest first, takes `since`
+  and `until`.
 - Every answer has the `x-ratelimit-*` headers. `Authorization: Bearer|token <token>`
   is checked when given (public repositories need none): a wrong one is 401
   `{"message": "Bad credentials", ...}`; an unknown repository 404 `Not Found`.
@@ -101,8 +102,13 @@ class _Handler(QuietHandler):
     def _select(self, kind: str, query: dict[str, str]) -> list[dict]:
         items = list(self.server.data[kind])
         if kind == "commits":
-            since = query.get("since")
-            return [c for c in items if not since or c["commit"]["committer"]["date"] >= since]
+            since, until = query.get("since"), query.get("until")
+            return [
+                c
+                for c in items
+                if (not since or c["commit"]["committer"]["date"] >= since)
+                and (not until or c["commit"]["committer"]["date"] <= until)
+            ]
         if query.get("state", "open") != "all":
             items = [i for i in items if i["state"] == query.get("state", "open")]
         if kind == "issues" and query.get("since"):

@@ -93,3 +93,18 @@ def test_an_unknown_repository_names_the_request_and_not_found(github):
         SourceError, match=r"GET .*/repos/acme/nope/issues: HTTP 404 Not Found: Not Found$"
     ):
         read(github, "issues", repo="nope")
+
+
+def test_a_time_partition_of_commits_asks_for_since_and_until(github):
+    start, end = datetime(2026, 1, 2, tzinfo=UTC), datetime(2026, 1, 3, tzinfo=UTC)
+    source = ContractSubject("github", config(github)).open("commits")
+    shas, pagination = [], None
+    while pagination != {}:
+        page = source.get_records_between(start, end, pagination)
+        shas += [r.id for r in page.records]
+        pagination = page.next_pagination
+    query = github.requests[0][1]
+    assert (query["since"], query["until"]) == ("2026-01-01T23:59:59Z", "2026-01-03T00:00:00Z")
+    committed = [(c["sha"], c["commit"]["committer"]["date"]) for c in github.data["commits"]]
+    assert shas == [sha for sha, at in committed if "2026-01-02T" <= at < "2026-01-03T"]
+    assert len(shas) == 24

@@ -18,7 +18,9 @@ def _list(resource: str) -> Endpoint:
         path=resource,
         records_path="data",
         params={"limit": 100},
-        incremental=Incremental(param="created[gte]", format="epoch", cursor_field="created"),
+        incremental=Incremental(
+            param="created[gte]", end_param="created[lt]", format="epoch", cursor_field="created"
+        ),
     )
 
 

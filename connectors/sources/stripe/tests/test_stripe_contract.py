@@ -84,3 +84,22 @@ def test_a_wrong_key_is_one_line_with_stripe_s_message_and_the_key_not_shown(str
         "HTTP 401 Unauthorized: Invalid API Key provided: sk_test_********9876"
     ), message
     assert "\n" not in message and "wrongwrong" not in message
+
+
+def test_a_time_partition_asks_for_created_gte_and_lt(stripe):
+    start, end = datetime(2026, 1, 2, tzinfo=UTC), datetime(2026, 1, 3, tzinfo=UTC)
+    source = subject(stripe).open("charges")
+    ids, pagination = [], None
+    while pagination != {}:
+        page = source.get_records_between(start, end, pagination)
+        ids += [r.id for r in page.records]
+        pagination = page.next_pagination
+    query = stripe.requests[0][1]
+    assert query["created[gte]"] == [str(int(start.timestamp()) - 1)]
+    assert query["created[lt]"] == [str(int(end.timestamp()))]
+    window = [
+        c["id"]
+        for c in stripe.data["charges"]
+        if start.timestamp() <= c["created"] < end.timestamp()
+    ]
+    assert ids == window and len(ids) == 48
