@@ -65,6 +65,7 @@ from bizon_core.source.incremental import cursor_instant, cursor_value
 from bizon_core.source.models import SourceIncrementalState, SourceRecord
 from bizon_core.source.source import AbstractSource
 from bizon_core.sync.pages import iterate_pages
+from bizon_core.sync.state import TimeWindow
 from bizon_core.testing.fault_proxy import FaultProxy
 from bizon_core.yamlfile import read_yaml
 
@@ -113,15 +114,24 @@ class ContractSubject:
         return self.source_class(self.stream_config(stream))
 
     def read(
-        self, stream: str, incremental: SourceIncrementalState | None = None
+        self,
+        stream: str,
+        incremental: SourceIncrementalState | None = None,
+        window: TimeWindow | None = None,
     ) -> list[SourceRecord]:
-        """Every record of the stream, page after page, within `max_pages`."""
+        """Every record of the stream (changed after `incremental.last_run`, or in the time
+        partition `window`), page after page, within `max_pages`."""
         source = self.open(stream)
         fetch: Callable[[dict | None], Any] = source.get
         if incremental is not None:
 
             def fetch(pagination: dict | None) -> Any:
                 return source.get_records_after(incremental, pagination)
+
+        elif window is not None:
+
+            def fetch(pagination: dict | None) -> Any:
+                return source.get_records_between(window.start, window.end, pagination)
 
         records: list[SourceRecord] = []
         try:

@@ -6,7 +6,6 @@ https://developers.hubspot.com/docs/api/usage-details (rate limits), https://dev
 """
 
 import logging
-from datetime import datetime
 from typing import Any
 
 from pydantic import Field
@@ -29,12 +28,16 @@ LAST_MODIFIED = {
 }
 
 
+#: Incremental through search (see `get_records_after`), which takes epoch milliseconds.
+MODIFIED_SINCE = Incremental(cursor_field="updatedAt", format="epoch_ms")
+
+
 def _objects(kind: str) -> Endpoint:
     return Endpoint(
         path=f"crm/v3/objects/{kind}",
         records_path="results",
         params={"limit": 100},
-        incremental=Incremental(cursor_field="updatedAt"),  # through search: see below
+        incremental=MODIFIED_SINCE,
     )
 
 
@@ -75,7 +78,7 @@ class HubspotSource(RestSource):
         """Objects modified since the last run, oldest first. Past the 10,000 results a
         search can page through, a new search starts from the last modification seen."""
         pagination = pagination or {}
-        since = pagination.get("since", _epoch_ms(source_state.last_run))
+        since = pagination.get("since", MODIFIED_SINCE.value(source_state.last_run))
         search = self.endpoint.model_copy(
             update={"path": f"{self.endpoint.path}/search", "method": "POST", "params": {}}
         )
@@ -94,7 +97,7 @@ class HubspotSource(RestSource):
             return SourceIteration(
                 records=page.records, next_pagination={"since": since, "page": page.next_pagination}
             )
-        last = _epoch_ms(cursor_instant(page.records[-1].data["updatedAt"]))
+        last = MODIFIED_SINCE.value(cursor_instant(page.records[-1].data["updatedAt"]))
         if last == since:
             raise SourceError(
                 f"hubspot: more than {SEARCH_WINDOW:,} {self.config.stream} were modified at the "
@@ -107,7 +110,3 @@ class HubspotSource(RestSource):
             last,
         )
         return SourceIteration(records=page.records, next_pagination={"since": last})
-
-
-def _epoch_ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)

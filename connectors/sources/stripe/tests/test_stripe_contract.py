@@ -7,6 +7,7 @@ from fake_stripe import DELETED_CUSTOMER, SECRET_KEY, FakeStripe
 
 from bizon_core.errors import SourceError
 from bizon_core.source.models import SourceIncrementalState
+from bizon_core.sync.state import TimeWindow
 from bizon_core.testing.contract import ContractSubject, SourceContract
 
 
@@ -88,12 +89,8 @@ def test_a_wrong_key_is_one_line_with_stripe_s_message_and_the_key_not_shown(str
 
 def test_a_time_partition_asks_for_created_gte_and_lt(stripe):
     start, end = datetime(2026, 1, 2, tzinfo=UTC), datetime(2026, 1, 3, tzinfo=UTC)
-    source = subject(stripe).open("charges")
-    ids, pagination = [], None
-    while pagination != {}:
-        page = source.get_records_between(start, end, pagination)
-        ids += [r.id for r in page.records]
-        pagination = page.next_pagination
+    day = TimeWindow("2026-01-02", start, end)
+    ids = [r.id for r in subject(stripe).read("charges", window=day)]
     query = stripe.requests[0][1]
     assert query["created[gte]"] == [str(int(start.timestamp()) - 1)]
     assert query["created[lt]"] == [str(int(end.timestamp()))]
