@@ -199,3 +199,24 @@ def test_a_scheduled_tick_reloads_the_latest_partitions_with_the_lookback(
     assert job.execute_in_process(instance=instance, tags=request.tags).success
     loaded = instance.fetch_materializations(PLANTS, limit=10).records
     assert sorted(r.partition_key for r in loaded) == ["2026-01-02", "2026-01-03", "2026-01-04"]
+
+
+def test_at_the_shipped_defaults_a_partition_s_step_retry_resumes_its_pages(
+    make_pipeline, instance, tmp_path
+):
+    # Every setting at its default (the step retry waits its 30 s, jittered); the source
+    # fails on page 4 once, and the retry continues that partition after its 15 records.
+    pipeline = make_pipeline(
+        partitions={"type": "daily", "start": "2026-01-01"},
+        source={"streams": ["users"], "page_size": 5, "fail_on_page": 4, "http": {}},
+        destination={"name": "duckdb", "config": {"path": str(tmp_path / "p.duckdb")}},
+        retries={},
+    )
+    users = dg.AssetKey(["paged", "users"])
+    assert dg.materialize(
+        [bizon_assets(pipeline)], instance=instance, partition_key="2026-01-01"
+    ).success
+    [record] = instance.fetch_materializations(users, limit=1).records
+    assert record.partition_key == "2026-01-01"
+    assert record.asset_materialization.metadata["bizon/resumed_after_records"].value == 15
+    assert rows_by_partition(tmp_path / "p.duckdb", "users") == {"2026-01-01": 25}
